@@ -1,0 +1,53 @@
+# The two commands the README starts with: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORPORA := .cache/corpora
+PY_DOCS := $(CORPORA)/python3.11-doc
+SQLITE_DOCS := $(CORPORA)/sqlite3-doc
+export HF_HUB_OFFLINE := 1
+
+.PHONY: demo test install models corpora lint typecheck unit e2e bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	# optimum-intel's declared requirements pull a CUDA torch and downgrade transformers:
+	# install it alone; everything it needs is already pinned in pyproject.toml.
+	$(BIN)/pip install --quiet --no-deps optimum-intel==2.2.0
+	touch $@
+
+install: $(BIN)/.installed
+
+models: install
+	$(BIN)/citeline models prepare
+
+corpora:
+	scripts/fetch-debian-doc.sh python3.11-doc $(PY_DOCS)
+	scripts/fetch-debian-doc.sh sqlite3-doc $(SQLITE_DOCS)
+
+## demo: install, prepare models, ingest the Python 3.11 docs from a loopback mirror, serve on 127.0.0.1:8000
+demo: models corpora
+	scripts/demo.sh $(PY_DOCS)/usr/share/doc/python3.11/html
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not e2e"
+
+e2e: models corpora
+	$(BIN)/pytest -m e2e
+
+## test: everything CI runs: lint, strict typing, unit tests, end-to-end tests with the real models
+test: models corpora lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,54 @@
+"""citeline's bottom layer: the on-disk index format, the embedder and search.
+
+Nothing here imports ``ingest`` or ``service``.
+"""
+
+from indexes._embedder import (
+    DEFAULT_EMBEDDING_MODEL,
+    Embedder,
+    HashEmbedder,
+    SentenceTransformerEmbedder,
+    Vectors,
+)
+from indexes._exceptions import (
+    EmbedderMismatchError,
+    EmbedderUnavailableError,
+    IndexCorruptError,
+    IndexError_,
+    IndexNotFoundError,
+    InvalidIndexNameError,
+)
+from indexes._settings import CitelineSettings
+from indexes._store import (
+    Manifest,
+    PassageIndex,
+    UpsertResult,
+    index_dir,
+    list_indexes,
+    validate_index_name,
+)
+from indexes._types import PageRecord, PassageRecord, SearchHit
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "CitelineSettings",
+    "Embedder",
+    "EmbedderMismatchError",
+    "EmbedderUnavailableError",
+    "HashEmbedder",
+    "IndexCorruptError",
+    "IndexError_",
+    "IndexNotFoundError",
+    "InvalidIndexNameError",
+    "Manifest",
+    "PageRecord",
+    "PassageIndex",
+    "PassageRecord",
+    "SearchHit",
+    "SentenceTransformerEmbedder",
+    "UpsertResult",
+    "Vectors",
+    "index_dir",
+    "list_indexes",
+    "validate_index_name",
+]

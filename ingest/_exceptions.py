@@ -1,0 +1,43 @@
+"""Errors raised while ingesting pages.
+
+::
+
+    IngestError                 base of everything below
+    ├── FetchError              a page could not be fetched (network, status, type, size)
+    │   ├── OutOfScopeError     a redirect left the crawl's scope
+    │   └── TooLargeError       the decoded body passed the size cap
+    └── ExtractionError         a page yielded no main text
+
+A failing page never stops a run: the pipeline records the error in the run summary and moves on.
+"""
+
+
+class IngestError(Exception):
+    """Base class of every error the ingest layer raises on purpose."""
+
+
+class FetchError(IngestError):
+    """A page could not be fetched."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+        self.status = status
+
+
+class OutOfScopeError(FetchError):
+    """A redirect led outside the crawl's scope."""
+
+
+class TooLargeError(FetchError):
+    """The decoded body was larger than the configured cap."""
+
+
+class ExtractionError(IngestError):
+    """The extractor found no main text in a page."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason

@@ -1,0 +1,87 @@
+"""Stage 2: extract a page's main text and metadata with trafilatura."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import lxml.html
+import trafilatura
+
+from ingest._exceptions import ExtractionError
+
+# Sphinx and many static-site generators append a pilcrow link to every heading; it is
+# decoration, and leaving it in would glue it to quoted spans.
+_DECORATION = str.maketrans({"\u00b6": None, "\u200b": None, "\ufeff": None})
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+_MIN_CHARS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedPage:
+    title: str
+    text: str
+    """Main text, one block per line; passage offsets index into this string."""
+    headings: frozenset[str]
+    """Lines of ``text`` that are section headings."""
+    author: str | None
+    date: str | None
+    sitename: str | None
+    language: str | None
+    content_hash: str
+    """sha256 of ``text``: equal hashes mean nothing to re-embed."""
+
+
+def _clean(text: str) -> str:
+    lines = (_SPACES.sub(" ", line).strip() for line in text.translate(_DECORATION).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _html_title(html: str) -> str | None:
+    try:
+        title = lxml.html.fromstring(html).findtext(".//title")
+    except (ValueError, lxml.etree.ParserError):
+        return None
+    return _clean(title).replace("\n", " ") if title else None
+
+
+def extract(html: str, url: str) -> ExtractedPage:
+    """Return the page's main text and metadata, or raise ExtractionError."""
+    if not html.strip():
+        raise ExtractionError(url, "empty page")
+    try:
+        document = trafilatura.bare_extraction(
+            html,
+            url=url,
+            with_metadata=True,
+            include_comments=False,
+            include_tables=True,
+            include_formatting=False,
+            favor_recall=True,
+            deduplicate=False,
+        )
+    except Exception as exc:  # trafilatura raises a wide range of parser errors on broken markup
+        raise ExtractionError(url, f"extractor failed: {type(exc).__name__}: {exc}") from exc
+    if document is None or not document.text:
+        raise ExtractionError(url, "no main text found")
+    text = _clean(document.text)
+    if len(text) < _MIN_CHARS:
+        raise ExtractionError(url, f"main text too short ({len(text)} characters)")
+    headings: set[str] = set()
+    if document.body is not None:
+        for head in document.body.iter("head"):
+            heading = _clean("".join(head.itertext())).replace("\n", " ")
+            if heading:
+                headings.add(heading)
+    title = _html_title(html) or (_clean(document.title) if document.title else "") or url
+    return ExtractedPage(
+        title=title,
+        text=text,
+        headings=frozenset(headings),
+        author=document.author or None,
+        date=document.date or None,
+        sitename=document.sitename or None,
+        language=document.language or None,
+        content_hash=hashlib.sha256(text.encode()).hexdigest(),
+    )

@@ -1,0 +1,272 @@
+"""The ``citeline`` command line.
+
+Commands import what they need when they run: ``citeline ingest`` loads the ingest layer and the
+embedder only, never the HTTP or generation stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ingest import IngestProgress, IngestSummary
+
+app = typer.Typer(help="citeline: answers whose every sentence cites a checked source.", no_args_is_help=True)
+models_app = typer.Typer(help="Prepare and inspect the local models.", no_args_is_help=True)
+index_app = typer.Typer(help="Inspect indexes.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index")
+console = Console(stderr=True)
+out = Console()
+
+IndexOption = Annotated[str | None, typer.Option("--index", "-i", help="Index name (default: settings.index).")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+@models_app.command("prepare")
+def models_prepare(
+    force: Annotated[bool, typer.Option(help="Rebuild even when a prepared model exists.")] = False,
+) -> None:
+    """Assemble, verify and export the generator (once; cached under models_dir)."""
+    from indexes import SentenceTransformerEmbedder
+    from service.exceptions import ModelPreparationError
+    from service.generation import prepare_generator
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    stages = {"assemble": "Assemble GGUF + sha256", "dequantize": "GGUF -> fp32 checkpoint", "export": "Export OpenVINO int4"}
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        tasks = {key: progress.add_task(label, total=1.0, start=False) for key, label in stages.items()}
+
+        def on_progress(stage: str, fraction: float) -> None:
+            task = tasks[stage]
+            progress.start_task(task)
+            progress.update(task, completed=fraction)
+
+        try:
+            prepared = prepare_generator(settings.models_dir, force=force, progress=on_progress)
+        except ModelPreparationError as exc:
+            raise _fail(str(exc)) from exc
+        for task in tasks.values():
+            progress.start_task(task)
+            progress.update(task, completed=1.0)
+    state = "prepared" if prepared.seconds else "already prepared"
+    console.print(f"generator {prepared.model_id} {state} at {prepared.path} ({prepared.seconds:.0f} s)")
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    console.print(f"embedder {embedder.model_name} loads offline ({embedder.dimension}-d)")
+
+
+def _print_summary(summary: IngestSummary) -> None:
+    table = Table(title=f"ingest into {summary.index!r}", show_header=False)
+    rows = [
+        ("pages fetched", summary.pages_fetched),
+        ("pages indexed (new or changed)", summary.pages_indexed),
+        ("pages unchanged", summary.pages_unchanged),
+        ("pages failed", len(summary.failures)),
+        ("passages added", summary.passages_added),
+        ("index now", f"{summary.index_pages} pages, {summary.index_passages} passages"),
+        ("time", f"{summary.seconds:.1f} s ({summary.pages_per_second:.1f} pages/s,"
+         f" {summary.passages_per_second:.1f} passages/s)"),
+        ("stage seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())),
+    ]  # fmt: skip
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
+    if summary.failures:
+        failures = Table(title="failed pages", show_lines=False)
+        for column in ("url", "stage", "reason"):
+            failures.add_column(column, overflow="fold")
+        for failure in summary.failures[:30]:
+            failures.add_row(failure.url, failure.stage, failure.reason)
+        console.print(failures)
+        if len(summary.failures) > 30:
+            console.print(f"... and {len(summary.failures) - 30} more (see --summary-json)")
+
+
+@app.command()
+def ingest(
+    urls: Annotated[list[str], typer.Argument(help="Seed URLs; the crawl stays under each seed's directory.")],
+    max_pages: Annotated[int | None, typer.Option(help="Pages to fetch at most.")] = None,
+    max_depth: Annotated[int, typer.Option(help="Link depth from the seeds.")] = 10,
+    index: IndexOption = None,
+    map_url: Annotated[
+        list[str] | None,
+        typer.Option(help="FETCHED_PREFIX=PUBLIC_PREFIX: cite the public URL of a page crawled from a mirror."),
+    ] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the run summary here as JSON.")] = None,
+) -> None:
+    """Crawl, extract, chunk, embed and index web pages."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from indexes import IndexError_, SentenceTransformerEmbedder
+    from ingest import IngestSettings, UrlMap, run_ingest
+
+    settings = IngestSettings()
+    try:
+        url_map = UrlMap.parse(map_url or [])
+    except ValueError as exc:
+        raise _fail(str(exc), 2) from exc
+    budget = max_pages or settings.max_pages
+    console.print("loading the embedder…")
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("crawling", total=budget, detail="")
+
+        def on_progress(state: IngestProgress) -> None:
+            progress.update(
+                task,
+                completed=state.fetched + state.failed,
+                detail=f"indexed {state.indexed}, unchanged {state.unchanged}, failed {state.failed},"
+                f" {state.passages} passages",
+            )
+
+        try:
+            summary = asyncio.run(
+                run_ingest(
+                    urls,
+                    settings=settings,
+                    embedder=embedder,
+                    index_name=index,
+                    max_pages=budget,
+                    max_depth=max_depth,
+                    url_map=url_map,
+                    progress=on_progress,
+                )
+            )
+        except (IndexError_, ValueError) as exc:
+            raise _fail(str(exc)) from exc
+        progress.update(task, total=summary.pages_fetched + len(summary.failures))
+    _print_summary(summary)
+    if summary_json:
+        summary_json.write_text(json.dumps(summary.to_json(), indent=2))
+    if summary.pages_fetched == 0:
+        raise _fail("no page could be fetched")
+
+
+@app.command("search")
+def search_command(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    index: IndexOption = None,
+    k: Annotated[int, typer.Option("-k", help="Passages to show.")] = 5,
+) -> None:
+    """Dense search over an index (no generation)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from indexes import IndexError_, PassageIndex, SentenceTransformerEmbedder
+    from ingest import IngestSettings
+
+    settings = IngestSettings()
+    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    try:
+        passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
+        passage_index.check_embedder(embedder.model_name, embedder.dimension)
+    except IndexError_ as exc:
+        raise _fail(str(exc)) from exc
+    hits = passage_index.search(embedder.embed([query])[0], k)
+    for rank, hit in enumerate(hits, start=1):
+        out.print(f"[bold]{rank}. {hit.title}[/]  [dim]{hit.score:.3f}[/]")
+        out.print(f"   {hit.url}  [{hit.start}:{hit.end}]", highlight=False)
+        out.print("   " + " ".join(hit.text.split())[:300], highlight=False)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    index: IndexOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+) -> None:
+    """Answer a question from an index, with span-level citations."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import msgspec
+
+    from indexes import IndexError_, PassageIndex, SentenceTransformerEmbedder
+    from service.answering import Answerer
+    from service.exceptions import CiteLineServiceError
+    from service.generation import OpenVINOGenerator
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    try:
+        embedder = SentenceTransformerEmbedder(settings.embedding_model)
+        passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
+        passage_index.check_embedder(embedder.model_name, embedder.dimension)
+        generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
+    except (IndexError_, CiteLineServiceError) as exc:
+        raise _fail(str(exc)) from exc
+    answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
+    answer = answerer.answer(question, passage_index)
+    if as_json:
+        sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
+        return
+    out.print(answer.answer, highlight=False)
+    for citation in answer.citations:
+        out.print(f"\n[bold][{citation.id}][/] {citation.title}", highlight=False)
+        out.print(f"    “{' '.join(citation.quote.split())}”", highlight=False)
+        out.print(f"    {citation.fragment_url}", highlight=False)
+    t = answer.timings
+    console.print(
+        f"\n[dim]retrieve {t.retrieve_ms:.0f} ms, first token {t.time_to_first_token_ms:.0f} ms,"
+        f" generate {t.generate_ms:.0f} ms, total {t.total_ms:.0f} ms[/]"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: settings.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: settings.port).")] = None,
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /schema)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@index_app.command("list")
+def index_list() -> None:
+    """List the indexes of the data directory with their manifests."""
+    from indexes import PassageIndex, list_indexes
+    from ingest import IngestSettings
+
+    settings = IngestSettings()
+    table = Table("index", "pages", "passages", "embedder", "path")
+    for name in list_indexes(settings.data_dir):
+        passage_index = PassageIndex.open(settings.data_dir, name)
+        manifest = passage_index.manifest()
+        table.add_row(name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path))
+        passage_index.close()
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The default generator: an OpenVINO int4 model run by openvino-genai on the CPU."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from service.exceptions import GenerationError, ModelNotPreparedError
+from service.generation._base import ChatMessage, GenerationResult, TokenCallback
+from service.generation.prepare import is_ready
+
+
+class OpenVINOGenerator:
+    """openvino-genai ``LLMPipeline`` over a prepared IR directory.
+
+    The pipeline keeps a prefix cache, so a prompt that starts with the same system message and
+    few-shot turns as the previous one only pays for its new tokens.
+    """
+
+    def __init__(self, model_dir: Path, *, device: str = "CPU", cache_dir: Path | None = None) -> None:
+        if not is_ready(model_dir):
+            raise ModelNotPreparedError(f"no prepared model in {model_dir}: run `citeline models prepare` first")
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        import openvino_genai
+
+        self._genai = openvino_genai
+        properties: dict[str, Any] = {}
+        if cache_dir is not None:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            properties["CACHE_DIR"] = str(cache_dir)
+        self._pipeline = openvino_genai.LLMPipeline(str(model_dir), device, **properties)
+        self._tokenizer = self._pipeline.get_tokenizer()
+        self._name = model_dir.name
+        self._lock = threading.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    def count_tokens(self, text: str) -> int:
+        return int(self._tokenizer.encode(text).input_ids.get_shape()[1])
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        on_text: TokenCallback | None = None,
+    ) -> GenerationResult:
+        genai = self._genai
+        history = [{"role": m.role, "content": m.content} for m in messages]
+        prompt = self._tokenizer.apply_chat_template(history, add_generation_prompt=True)
+        config = genai.GenerationConfig()
+        config.max_new_tokens = max_new_tokens
+        config.apply_chat_template = False
+        if temperature > 0:
+            config.do_sample = True
+            config.temperature = temperature
+            config.top_p = 0.95
+            if seed is not None:
+                config.rng_seed = seed
+        else:
+            config.do_sample = False
+        started = time.perf_counter()
+        first: list[float] = []
+
+        def streamer(piece: str) -> Any:
+            if not first:
+                first.append(time.perf_counter() - started)
+            stop = bool(on_text(piece)) if on_text is not None else False
+            return genai.StreamingStatus.STOP if stop else genai.StreamingStatus.RUNNING
+
+        with self._lock:
+            try:
+                result = self._pipeline.generate([prompt], config, streamer=streamer)
+            except RuntimeError as exc:
+                raise GenerationError(f"generation failed: {exc}") from exc
+        seconds = time.perf_counter() - started
+        metrics = result.perf_metrics
+        return GenerationResult(
+            text=str(result.texts[0]),
+            prompt_tokens=int(metrics.get_num_input_tokens()),
+            completion_tokens=int(metrics.get_num_generated_tokens()),
+            time_to_first_token=first[0] if first else seconds,
+            seconds=seconds,
+        )

@@ -1,0 +1,34 @@
+"""Service settings (``CITELINE_*`` env vars or the TOML config file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest import IngestSettings
+from service.generation import QWEN_MODEL_ID
+
+
+class ServiceSettings(IngestSettings):
+    """Everything the HTTP service and the ``ask``/``serve`` commands read."""
+
+    host: str = "127.0.0.1"
+    """Address to bind; loopback by default."""
+    port: int = 8000
+    """TCP port to listen on."""
+    generator_model: str = QWEN_MODEL_ID
+    """Prepared model under ``models_dir`` (or an absolute path to an OpenVINO IR directory)."""
+    top_k: int = 4
+    """Passages given to the generator per question (prompt length is the main latency lever)."""
+    max_new_tokens: int = 160
+    """Cap on generated tokens per answer."""
+    max_question_chars: int = 2000
+    """Longer questions are refused with 422."""
+    max_body_bytes: int = 65_536
+    """Request bodies above this are refused with 413."""
+
+    def generator_dir(self) -> Path:
+        path = Path(self.generator_model)
+        return path if path.is_absolute() else self.models_dir / self.generator_model
+
+    def openvino_cache_dir(self) -> Path:
+        return self.models_dir / "openvino-cache"

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+
+from ingest import ExtractionError, extract
+
+ARTICLE = """<!doctype html><html lang="en"><head><title>Tides — Coast Guide</title>
+<meta name="author" content="Ada Lovelace"></head><body>
+<nav><a href="/">Home</a> <a href="/about">About</a></nav>
+<main><h1>Tides¶</h1>
+<p>Most coasts see two high tides and two low tides every lunar day, about 24 hours and 50 minutes.</p>
+<h2>Spring tides</h2>
+<p>Spring tides happen near new and full moon, when the sun and moon pull along the same line.</p>
+</main><footer>© 2026 Coast Guide</footer></body></html>"""
+
+
+def test_extracts_main_text_title_and_headings() -> None:
+    page = extract(ARTICLE, "https://coast.example/tides")
+    assert page.title == "Tides — Coast Guide"
+    assert "two high tides" in page.text
+    assert "Spring tides happen" in page.text
+    assert "¶" not in page.text
+    assert "Spring tides" in page.headings
+    assert page.author == "Ada Lovelace"
+    assert len(page.content_hash) == 64
+
+
+@pytest.mark.parametrize(
+    "html",
+    ["", "   ", "<html><body></body></html>", "<html><body><p>hi</p></body></html>", "\x00\x01garbage<<<"],
+)
+def test_pages_without_main_text_raise_a_clear_error(html: str) -> None:
+    with pytest.raises(ExtractionError):
+        extract(html, "https://coast.example/empty")

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from indexes import HashEmbedder, PassageIndex
+from ingest import IngestSettings, UrlMap, run_ingest
+
+BODY = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"
+SITE = {
+    "/docs/index.html": "<html><head><title>Index</title></head><body><h1>Index</h1>"
+    + BODY.format("The index")
+    + '<a href="json.html">json</a> <a href="broken.html">broken</a> <a href="empty.html">empty</a></body></html>',
+    "/docs/json.html": "<html><head><title>JSON</title></head><body><h1>JSON</h1>"
+    + BODY.format("json.load reads a JSON document from a file and")
+    + "</body></html>",
+    "/docs/empty.html": "<html><body></body></html>",
+}
+
+
+def make_transport(site: dict[str, str]) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path in site:
+            return httpx.Response(200, html=site[request.url.path])
+        return httpx.Response(404, html="nope")
+
+    return httpx.MockTransport(handler)
+
+
+async def ingest(tmp_path: Path, site: dict[str, str], **kwargs: object):  # type: ignore[no-untyped-def]
+    settings = IngestSettings(data_dir=tmp_path, index="t")
+    return await run_ingest(
+        ["http://mirror.test/docs/index.html"],
+        settings=settings,
+        embedder=HashEmbedder(32),
+        transport=make_transport(site),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_ingest_indexes_pages_and_reports_failures(tmp_path: Path) -> None:
+    summary = await ingest(tmp_path, SITE, url_map=UrlMap.parse(["http://mirror.test/docs/=https://public.example/"]))
+    assert summary.pages_fetched == 3
+    assert summary.pages_indexed == 2
+    failures = {f.url: (f.stage, f.reason) for f in summary.failures}
+    assert failures == {
+        "http://mirror.test/docs/broken.html": ("fetch", "HTTP 404"),
+        "http://mirror.test/docs/empty.html": ("extract", "no main text found"),
+    }
+    index = PassageIndex.open(tmp_path, "t")
+    assert sorted(index.page_urls()) == ["https://public.example/index.html", "https://public.example/json.html"]
+    page = index.page("https://public.example/json.html")
+    assert page is not None
+    assert page.fetched_url == "http://mirror.test/docs/json.html"
+    assert index.check_integrity() == []
+    assert summary.to_json()["pages_failed"] == 2
+
+
+async def test_reingest_is_idempotent_and_updates_changed_pages(tmp_path: Path) -> None:
+    first = await ingest(tmp_path, SITE)
+    second = await ingest(tmp_path, SITE)
+    assert second.pages_unchanged == first.pages_indexed == 2
+    assert second.pages_indexed == 0
+    assert second.index_passages == first.index_passages
+    changed = dict(SITE)
+    changed["/docs/json.html"] = changed["/docs/json.html"].replace("reads", "parses")
+    third = await ingest(tmp_path, changed)
+    assert (third.pages_indexed, third.pages_unchanged) == (1, 1)
+    index = PassageIndex.open(tmp_path, "t")
+    assert third.index_passages == first.index_passages
+    assert index.check_integrity() == []
+    page = index.page("http://mirror.test/docs/json.html")
+    assert page is not None
+    assert "parses" in page.text
+
+
+async def test_dead_seed_does_not_stop_the_run(tmp_path: Path) -> None:
+    settings = IngestSettings(data_dir=tmp_path, index="t", connect_timeout=0.5)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "dead.test":
+            raise httpx.ConnectError("refused", request=request)
+        return make_transport(SITE).handle_request(request)
+
+    summary = await run_ingest(
+        ["http://dead.test/", "http://mirror.test/docs/json.html"],
+        settings=settings,
+        embedder=HashEmbedder(32),
+        max_depth=0,
+        transport=httpx.MockTransport(handler),
+    )
+    assert summary.pages_indexed == 1
+    assert [f.url for f in summary.failures] == ["http://dead.test/"]

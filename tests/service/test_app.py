@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from service.app import create_app
+from service.generation import ChatMessage, ScriptedGenerator
+from service.settings import ServiceSettings
+
+EMBEDDER = HashEmbedder(64)
+PAGE_TEXT = (
+    "json — JSON encoder and decoder\n"
+    "json.load(fp) deserializes fp, a text file containing a JSON document, to a Python object.\n"
+    "json.dump(obj, fp) serializes obj as a JSON formatted stream to fp."
+)
+
+
+def reply(messages: Sequence[ChatMessage]) -> str:
+    question = messages[-1].content.rsplit("Question:", 1)[-1]
+    if "tungsten" in question:
+        return "NOT FOUND"
+    if "bogus" in question:
+        return "Use json.load() to read a JSON document from a text file [9]."
+    return "Use json.load() to read a JSON document from a text file [1]. It returns a Python object [1][5]."
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    lines = PAGE_TEXT.split("\n")
+    passages, start = [], 0
+    for line in lines:
+        passages.append(PassageRecord(start, start + len(line), line))
+        start += len(line) + 1
+    page = PageRecord(url="https://docs.example/json.html", title="json", text=PAGE_TEXT, content_hash="h")
+    index.upsert_page(page, passages, EMBEDDER.embed([p.text for p in passages]))
+    index.flush()
+    index.close()
+    settings = ServiceSettings(data_dir=tmp_path, index="docs", top_k=2, max_body_bytes=4000)
+    app = create_app(settings, embedder=EMBEDDER, generator=ScriptedGenerator(reply))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_ask_returns_span_level_citations(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = client.post("/v1/ask", json={"question": "How do I read a JSON file?"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["abstained"] is False
+    assert body["answer"] == "Use json.load() to read a JSON document from a text file. [1] It returns a Python object. [1]"
+    assert [s["citations"] for s in body["sentences"]] == [[1], [1]]
+    assert len(body["citations"]) == 1
+    first = body["citations"][0]
+    assert first["quote"].startswith("json.load(fp) deserializes fp")
+    assert PAGE_TEXT[first["start"] : first["end"]] == first["quote"]
+    assert first["fragment_url"].startswith("https://docs.example/json.html#:~:text=json.load(fp)")
+    assert body["dropped_markers"] == [5]
+    assert "[5]" not in body["answer"]
+    assert set(body["timings"]) == {"retrieve_ms", "generate_ms", "total_ms", "time_to_first_token_ms"}
+
+
+def test_answer_with_only_invalid_markers_abstains(client: TestClient) -> None:  # type: ignore[type-arg]
+    body = client.post("/v1/ask", json={"question": "bogus question about json"}).json()
+    assert body["abstained"] is True
+    assert body["citations"] == []
+    assert body["dropped_markers"] == [9]
+
+
+def test_not_found_abstains(client: TestClient) -> None:  # type: ignore[type-arg]
+    body = client.post("/v1/ask", json={"question": "What is the boiling point of tungsten?"}).json()
+    assert body["abstained"] is True
+    assert body["answer"] == "The sources do not answer this question."
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "title"),
+    [
+        ({"question": "   "}, 422, "Empty question"),
+        ({"question": "x" * 2001}, 422, "Question too long"),
+        ({"question": "x" * 5000}, 413, None),
+        ({"question": "json?", "index": "nope"}, 404, "Unknown index"),
+        ({"question": "json?", "index": "../x"}, 422, "Invalid index name"),
+        ({"question": "json?", "top_k": 0}, 400, None),
+        ({"question": 3}, 400, None),
+        ({"nothing": 1}, 400, None),
+    ],
+)
+def test_bad_requests_get_problem_details(
+    client: TestClient, payload: dict[str, object], status: int, title: str | None  # type: ignore[type-arg]
+) -> None:
+    response = client.post("/v1/ask", json=payload)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if title:
+        assert response.json()["title"] == title
+
+
+def test_search_health_ready_and_schema(client: TestClient) -> None:  # type: ignore[type-arg]
+    hits = client.get("/v1/search", params={"q": "json.dump serializes", "k": 2}).json()["hits"]
+    assert hits[0]["text"].startswith("json.dump(obj, fp)")
+    assert client.get("/v1/search", params={"q": ""}).status_code == 400
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+    assert ready["indexes"] == ["docs"]
+    schema = client.get("/schema/openapi.json").json()
+    assert {"/v1/ask", "/v1/search", "/healthz", "/readyz"} <= set(schema["paths"])

@@ -11,10 +11,10 @@ from indexes._embedder import (
     Vectors,
 )
 from indexes._exceptions import (
+    CitelineIndexError,
     EmbedderMismatchError,
     EmbedderUnavailableError,
     IndexCorruptError,
-    IndexError_,
     IndexNotFoundError,
     InvalidIndexNameError,
 )
@@ -31,13 +31,13 @@ from indexes._types import PageRecord, PassageRecord, SearchHit
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
+    "CitelineIndexError",
     "CitelineSettings",
     "Embedder",
     "EmbedderMismatchError",
     "EmbedderUnavailableError",
     "HashEmbedder",
     "IndexCorruptError",
-    "IndexError_",
     "IndexNotFoundError",
     "InvalidIndexNameError",
     "Manifest",

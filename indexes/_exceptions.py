@@ -2,7 +2,7 @@
 
 ::
 
-    IndexError_                 base of everything below
+    CitelineIndexError          base of everything below
     ├── InvalidIndexNameError   a name that cannot be an index (also a ValueError)
     ├── IndexNotFoundError      no index of that name in the data directory
     ├── IndexCorruptError       files on disk do not agree with each other
@@ -11,15 +11,15 @@
 """
 
 
-class IndexError_(Exception):  # noqa: N801 - the trailing underscore avoids shadowing the builtin
+class CitelineIndexError(Exception):
     """Base class of every error the index layer raises on purpose."""
 
 
-class InvalidIndexNameError(IndexError_, ValueError):
+class InvalidIndexNameError(CitelineIndexError, ValueError):
     """The name is not a valid index name."""
 
 
-class IndexNotFoundError(IndexError_):
+class IndexNotFoundError(CitelineIndexError):
     """No index of that name exists in the data directory."""
 
     def __init__(self, name: str) -> None:
@@ -27,13 +27,13 @@ class IndexNotFoundError(IndexError_):
         self.name = name
 
 
-class IndexCorruptError(IndexError_):
+class IndexCorruptError(CitelineIndexError):
     """The files of an index do not agree with each other and cannot be repaired."""
 
 
-class EmbedderMismatchError(IndexError_):
+class EmbedderMismatchError(CitelineIndexError):
     """An index was opened with an embedder other than the one that built it."""
 
 
-class EmbedderUnavailableError(IndexError_):
+class EmbedderUnavailableError(CitelineIndexError):
     """The embedding model cannot be loaded (missing wheel or files)."""

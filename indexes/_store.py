@@ -72,11 +72,17 @@ CREATE INDEX IF NOT EXISTS passages_page ON passages(page_id);
 """
 
 
+_HITS_QUERY = (
+    'SELECT p.id, p.text, p.start, p."end", p.heading, g.url, g.title, g.id,'
+    " g.author, g.date, g.sitename, g.language, g.fetched_at"
+    " FROM passages p JOIN pages g ON g.id = p.page_id WHERE p.id IN ({marks})"
+)
+
+
 def validate_index_name(name: str) -> str:
     if not INDEX_NAME.match(name):
         raise InvalidIndexNameError(
-            f"invalid index name {name!r}: use 1-64 letters, digits, '.', '_' or '-',"
-            " starting with a letter or digit"
+            f"invalid index name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return name
 
@@ -136,7 +142,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -311,7 +317,7 @@ class PassageIndex:
                 new_ids.append(int(cur.lastrowid or 0))
             # Memory follows only once SQLite accepted the change (the `with` commits on exit).
         if old_ids:
-            self._faiss.remove_ids(np.asarray(old_ids, dtype=np.int64))
+            self._faiss.remove_ids(np.asarray(old_ids, dtype=np.int64))  # type: ignore[arg-type] # faiss wraps arrays
         if new_ids:
             self._faiss.add_with_ids(vectors, np.asarray(new_ids, dtype=np.int64))
         return UpsertResult(page_id=page_id, passages=len(new_ids))
@@ -324,7 +330,7 @@ class PassageIndex:
             ids = [r[0] for r in conn.execute("SELECT id FROM passages WHERE page_id=?", (row[0],))]
             conn.execute("DELETE FROM pages WHERE id=?", (row[0],))
         if ids:
-            self._faiss.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._faiss.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type] # faiss wraps arrays
         return True
 
     def flush(self) -> Manifest:
@@ -377,13 +383,9 @@ class PassageIndex:
     def _hits(self, found: Sequence[tuple[int, float]]) -> list[SearchHit]:
         if not found:
             return []
-        marks = ",".join("?" * len(found))
-        rows = self._conn.execute(
-            'SELECT p.id, p.text, p.start, p."end", p.heading, g.url, g.title, g.id,'
-            " g.author, g.date, g.sitename, g.language, g.fetched_at"
-            f" FROM passages p JOIN pages g ON g.id = p.page_id WHERE p.id IN ({marks})",  # noqa: S608
-            [i for i, _ in found],
-        ).fetchall()
+        marks = ",".join("?" * len(found))  # only placeholders are interpolated into the SQL
+        query = _HITS_QUERY.format(marks=marks)
+        rows = self._conn.execute(query, [i for i, _ in found]).fetchall()
         by_id = {row[0]: row for row in rows}
         hits = []
         for passage_id, score in found:

@@ -107,9 +107,12 @@ def chunk(text: str, headings: frozenset[str] = frozenset(), sizes: ChunkSizes |
             if current_words >= sizes.min_words:
                 flush()
             heading = text[unit.start : unit.end].strip()
-        elif current and current_words + unit.words > sizes.target_words:
-            if current_words >= sizes.min_words or current_words + unit.words > sizes.max_words:
-                flush()
+        elif (
+            current
+            and current_words + unit.words > sizes.target_words
+            and (current_words >= sizes.min_words or current_words + unit.words > sizes.max_words)
+        ):
+            flush()
         if not current:
             passage_heading = heading
         current.append(unit)

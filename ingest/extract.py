@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import lxml.html
 import trafilatura
+from trafilatura.settings import Document
 
 from ingest._exceptions import ExtractionError
 
@@ -15,6 +16,9 @@ from ingest._exceptions import ExtractionError
 # decoration, and leaving it in would glue it to quoted spans.
 _DECORATION = str.maketrans({"\u00b6": None, "\u200b": None, "\ufeff": None})
 _SPACES = re.compile(r"[ \t\r\f\v]+")
+# trafilatura renders list items as "- item"; the dash is not on the page, and a quote that
+# contained it could not be found there (nor highlighted by a text fragment link).
+_LIST_BULLET = re.compile(r"^- (?=\S)")
 _MIN_CHARS = 40
 
 
@@ -34,7 +38,7 @@ class ExtractedPage:
 
 
 def _clean(text: str) -> str:
-    lines = (_SPACES.sub(" ", line).strip() for line in text.translate(_DECORATION).split("\n"))
+    lines = (_LIST_BULLET.sub("", _SPACES.sub(" ", line).strip()) for line in text.translate(_DECORATION).split("\n"))
     return "\n".join(line for line in lines if line)
 
 
@@ -63,7 +67,7 @@ def extract(html: str, url: str) -> ExtractedPage:
         )
     except Exception as exc:  # trafilatura raises a wide range of parser errors on broken markup
         raise ExtractionError(url, f"extractor failed: {type(exc).__name__}: {exc}") from exc
-    if document is None or not document.text:
+    if not isinstance(document, Document) or not document.text:
         raise ExtractionError(url, "no main text found")
     text = _clean(document.text)
     if len(text) < _MIN_CHARS:

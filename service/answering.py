@@ -41,6 +41,9 @@ class AnswerSentence:
     text: str
     citations: list[int]
     """Ids of the citations backing this sentence."""
+    attributed: bool = False
+    """True when the generator wrote no marker and the citation was found by matching the
+    sentence against the retrieved passages."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +126,30 @@ class _CitationBook:
         return self._ids[key]
 
 
+#: Share of a sentence's content words that one retrieved passage must contain before the
+#: passage is cited for a sentence the generator left without a marker.
+MIN_ATTRIBUTION_COVERAGE = 0.6
+
+
+def attribute(sentence: ParsedSentence, hits: Sequence[SearchHit]) -> int | None:
+    """The 1-based number of the retrieved passage that best covers an unmarked sentence."""
+    if sentence.markers or sentence.is_code:
+        return None
+    scored = [(best_span(sentence.text, hit.text)[1], n) for n, hit in enumerate(hits, start=1)]
+    coverage, number = max(scored, default=(0.0, 0))
+    return number if coverage >= MIN_ATTRIBUTION_COVERAGE else None
+
+
 def cite_sentences(
     parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit]
 ) -> tuple[list[AnswerSentence], list[Citation]]:
     book = _CitationBook()
     sentences = []
     for sentence in parsed:
-        ids = [book.cite(hits[n - 1], sentence.text) for n in sentence.markers]
-        sentences.append(AnswerSentence(sentence.text, list(dict.fromkeys(ids))))
+        found = attribute(sentence, hits)
+        numbers = sentence.markers if found is None else [found]
+        ids = [book.cite(hits[n - 1], sentence.text) for n in numbers]
+        sentences.append(AnswerSentence(sentence.text, list(dict.fromkeys(ids)), attributed=found is not None))
     return sentences, book.citations
 
 
@@ -141,9 +160,7 @@ def is_abstention(text: str) -> bool:
 class Answerer:
     """Answers a question from one index with the given embedder and generator."""
 
-    def __init__(
-        self, embedder: Embedder, generator: Generator, *, top_k: int = 4, max_new_tokens: int = 160
-    ) -> None:
+    def __init__(self, embedder: Embedder, generator: Generator, *, top_k: int = 4, max_new_tokens: int = 160) -> None:
         self.embedder = embedder
         self.generator = generator
         self.top_k = top_k
@@ -161,15 +178,24 @@ class Answerer:
         hits = search(index, self.embedder, question, top_k or self.top_k)
         retrieve_s = time.perf_counter() - started
         if not hits:
-            return self._abstain(question, index.name, hits, retrieve_s, started, None)
+            return self._abstain(
+                question, index_name=index.name, hits=hits, retrieve_s=retrieve_s, started=started, generation=None
+            )
         messages = build_messages(question, hits)
         result = self.generator.generate(messages, max_new_tokens=self.max_new_tokens, on_text=on_text)
         parsed = parse_answer(result.text, len(hits))
         dropped = [m for s in parsed for m in s.invalid_markers]
-        cited = [s for s in parsed if s.markers]
-        if is_abstention(result.text) or not cited:
-            return self._abstain(question, index.name, hits, retrieve_s, started, result, dropped)
         sentences, citations = cite_sentences(parsed, hits)
+        if is_abstention(result.text) or not citations:
+            return self._abstain(
+                question,
+                index_name=index.name,
+                hits=hits,
+                retrieve_s=retrieve_s,
+                started=started,
+                generation=result,
+                dropped=dropped,
+            )
         total = time.perf_counter() - started
         return Answer(
             question=question,
@@ -193,6 +219,7 @@ class Answerer:
     def _abstain(
         self,
         question: str,
+        *,
         index_name: str,
         hits: Sequence[SearchHit],
         retrieve_s: float,

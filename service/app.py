@@ -30,9 +30,9 @@ from litestar.plugins.problem_details import (
 )
 
 from indexes import (
+    CitelineIndexError,
     Embedder,
     EmbedderMismatchError,
-    IndexError_,
     IndexNotFoundError,
     InvalidIndexNameError,
 )
@@ -49,9 +49,7 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     """A question for ``POST /v1/ask``."""
 
     question: Annotated[str, msgspec.Meta(min_length=1, description="The question, in plain language.")]
-    index: Annotated[str | None, msgspec.Meta(description="Index to answer from (default: the configured one).")] = (
-        None
-    )
+    index: Annotated[str | None, msgspec.Meta(description="Index to answer from (default: the configured one).")] = None
     top_k: Annotated[int, msgspec.Meta(ge=1, le=10, description="Passages given to the generator.")] | None = None
 
 
@@ -92,14 +90,12 @@ def _load(resources: Resources) -> None:
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request
         resources.registry = registry
-        resources.answerer = Answerer(
-            embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens
-        )
+        resources.answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
         resources.loaded_at = time.time()
         log.info("models loaded", seconds=round(time.perf_counter() - started, 1), indexes=registry.names())
     except Exception as exc:  # surfaced through /readyz instead of killing the server
         resources.error = f"{type(exc).__name__}: {exc}"
-        log.error("loading failed", error=resources.error)
+        log.exception("loading failed", error=resources.error)
 
 
 def _problem_map() -> dict[type[Exception], Callable[[Any], ProblemDetailsException]]:
@@ -115,7 +111,7 @@ def _problem_map() -> dict[type[Exception], Callable[[Any], ProblemDetailsExcept
         EmbedderMismatchError: problem(409, "Index built with another embedder"),
         ModelNotPreparedError: problem(503, "Model not prepared"),
         GenerationError: problem(503, "Generation failed"),
-        IndexError_: problem(500, "Index error"),
+        CitelineIndexError: problem(500, "Index error"),
         CiteLineServiceError: problem(500, "Service error"),
     }
 
@@ -128,9 +124,7 @@ def _resources(state: State) -> Resources:
 def _ready(resources: Resources) -> tuple[IndexRegistry, Answerer]:
     if resources.registry is None or resources.answerer is None:
         detail = resources.error or "models are still loading"
-        raise ProblemDetailsException(
-            status_code=503, title="Not ready", detail=detail, headers={"Retry-After": "5"}
-        )
+        raise ProblemDetailsException(status_code=503, title="Not ready", detail=detail, headers={"Retry-After": "5"})
     return resources.registry, resources.answerer
 
 
@@ -141,10 +135,9 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", summary="Readiness: models and indexes are loaded", status_code=200)
 async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
-    if not resources.ready:
+    if resources.registry is None or resources.answerer is None:
         body = {"status": "failed" if resources.error else "loading", "error": resources.error}
         return Response(body, status_code=503, headers={"Retry-After": "5"})
-    assert resources.registry is not None and resources.answerer is not None
     return Response(
         {
             "status": "ready",
@@ -231,7 +224,9 @@ def create_app(
         lifespan=[lifespan],
         plugins=[
             ProblemDetailsPlugin(
-                ProblemDetailsConfig(enable_for_all_http_exceptions=True, exception_to_problem_detail_map=_problem_map())
+                ProblemDetailsConfig(
+                    enable_for_all_http_exceptions=True, exception_to_problem_detail_map=_problem_map()
+                )
             )
         ],
         openapi_config=OpenAPIConfig(title="citeline", version="0.1.0", path="/schema"),

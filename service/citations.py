@@ -19,11 +19,104 @@ _MARKER_RUN = re.compile(r"^(?:\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\])+")
 _FENCE = re.compile(r"```.*?(?:```|$)", re.S)
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|\d+(?:\.\d+)?")
 _STOPWORDS = frozenset(
-    """a an the and or but if then else of to in on at by for with from as is are was were be been
-    being it its this that these those there here which who whom whose what when where why how
-    can could should would will shall may might must do does did done not no yes you your we our
-    they their them he she his her i me my so such than too very also just only into about over
-    use used using uses see like e g ie eg etc one""".split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "else",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "what",
+        "when",
+        "where",
+        "why",
+        "how",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "do",
+        "does",
+        "did",
+        "done",
+        "not",
+        "no",
+        "yes",
+        "you",
+        "your",
+        "we",
+        "our",
+        "they",
+        "their",
+        "them",
+        "he",
+        "she",
+        "his",
+        "her",
+        "i",
+        "me",
+        "my",
+        "so",
+        "such",
+        "than",
+        "too",
+        "very",
+        "also",
+        "just",
+        "only",
+        "into",
+        "about",
+        "over",
+        "use",
+        "used",
+        "using",
+        "uses",
+        "see",
+        "like",
+        "e",
+        "g",
+        "ie",
+        "eg",
+        "etc",
+        "one",
+    ]
 )
 
 
@@ -50,7 +143,7 @@ def content_tokens(text: str) -> set[str]:
     tokens: set[str] = set()
     for match in _TOKEN.finditer(text):
         token = match.group().lower()
-        if token in _STOPWORDS or len(token) < 2 and not token.isdigit():
+        if token in _STOPWORDS or (len(token) < 2 and not token.isdigit()):
             continue
         tokens.add(token)
         if "." in token:

@@ -48,7 +48,11 @@ def models_prepare(
     from service.settings import ServiceSettings
 
     settings = ServiceSettings()
-    stages = {"assemble": "Assemble GGUF + sha256", "dequantize": "GGUF -> fp32 checkpoint", "export": "Export OpenVINO int4"}
+    stages = {
+        "assemble": "Assemble GGUF + sha256",
+        "dequantize": "GGUF -> fp32 checkpoint",
+        "export": "Export OpenVINO int4",
+    }
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
     ) as progress:
@@ -113,7 +117,7 @@ def ingest(
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import IndexError_, SentenceTransformerEmbedder
+    from indexes import CitelineIndexError, SentenceTransformerEmbedder
     from ingest import IngestSettings, UrlMap, run_ingest
 
     settings = IngestSettings()
@@ -156,7 +160,7 @@ def ingest(
                     progress=on_progress,
                 )
             )
-        except (IndexError_, ValueError) as exc:
+        except (CitelineIndexError, ValueError) as exc:
             raise _fail(str(exc)) from exc
         progress.update(task, total=summary.pages_fetched + len(summary.failures))
     _print_summary(summary)
@@ -174,7 +178,7 @@ def search_command(
 ) -> None:
     """Dense search over an index (no generation)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import IndexError_, PassageIndex, SentenceTransformerEmbedder
+    from indexes import CitelineIndexError, PassageIndex, SentenceTransformerEmbedder
     from ingest import IngestSettings
 
     settings = IngestSettings()
@@ -182,7 +186,7 @@ def search_command(
     try:
         passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
-    except IndexError_ as exc:
+    except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
     hits = passage_index.search(embedder.embed([query])[0], k)
     for rank, hit in enumerate(hits, start=1):
@@ -201,7 +205,7 @@ def ask(
     os.environ["HF_HUB_OFFLINE"] = "1"
     import msgspec
 
-    from indexes import IndexError_, PassageIndex, SentenceTransformerEmbedder
+    from indexes import CitelineIndexError, PassageIndex, SentenceTransformerEmbedder
     from service.answering import Answerer
     from service.exceptions import CiteLineServiceError
     from service.generation import OpenVINOGenerator
@@ -213,7 +217,7 @@ def ask(
         passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
         generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
-    except (IndexError_, CiteLineServiceError) as exc:
+    except (CitelineIndexError, CiteLineServiceError) as exc:
         raise _fail(str(exc)) from exc
     answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
     answer = answerer.answer(question, passage_index)
@@ -259,7 +263,9 @@ def index_list() -> None:
     for name in list_indexes(settings.data_dir):
         passage_index = PassageIndex.open(settings.data_dir, name)
         manifest = passage_index.manifest()
-        table.add_row(name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path))
+        table.add_row(
+            name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path)
+        )
         passage_index.close()
     out.print(table)
 

@@ -14,7 +14,13 @@ class ScriptedGenerator:
     """Answers with ``script(messages)``, streamed word by word; records every call."""
 
     def __init__(self, script: Script | str, name: str = "scripted") -> None:
-        self._script: Script = script if callable(script) else (lambda _messages, reply=script: reply)
+        if isinstance(script, str):
+            fixed_reply = script
+
+            def script(_messages: Sequence[ChatMessage]) -> str:
+                return fixed_reply
+
+        self._script: Script = script
         self._name = name
         self.calls: list[list[ChatMessage]] = []
 

@@ -28,7 +28,7 @@ def dequantize(gguf_dir: Path, gguf_name: str, out_dir: Path) -> None:
     state = loaded.state_dict()
     config = AutoConfig.from_pretrained(gguf_dir, gguf_file=gguf_name)
     del loaded
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     plain.load_state_dict(state, strict=False)
     plain.tie_weights()
     del state

@@ -36,7 +36,9 @@ def store(index: PassageIndex, url: str, text: str) -> None:
 
 
 def new_index(tmp_path: Path, name: str = "docs") -> PassageIndex:
-    return PassageIndex.create_or_open(tmp_path, name, embedding_model=EMBEDDER.model_name, dimension=EMBEDDER.dimension)
+    return PassageIndex.create_or_open(
+        tmp_path, name, embedding_model=EMBEDDER.model_name, dimension=EMBEDDER.dimension
+    )
 
 
 def test_search_returns_passages_with_page_provenance(tmp_path: Path) -> None:

@@ -51,7 +51,10 @@ def test_ask_returns_span_level_citations(client: TestClient) -> None:  # type: 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["abstained"] is False
-    assert body["answer"] == "Use json.load() to read a JSON document from a text file. [1] It returns a Python object. [1]"
+    assert (
+        body["answer"]
+        == "Use json.load() to read a JSON document from a text file. [1] It returns a Python object. [1]"
+    )
     assert [s["citations"] for s in body["sentences"]] == [[1], [1]]
     assert len(body["citations"]) == 1
     first = body["citations"][0]
@@ -90,7 +93,10 @@ def test_not_found_abstains(client: TestClient) -> None:  # type: ignore[type-ar
     ],
 )
 def test_bad_requests_get_problem_details(
-    client: TestClient, payload: dict[str, object], status: int, title: str | None  # type: ignore[type-arg]
+    client: TestClient,
+    payload: dict[str, object],
+    status: int,
+    title: str | None,  # type: ignore[type-arg]
 ) -> None:
     response = client.post("/v1/ask", json=payload)
     assert response.status_code == status, response.text

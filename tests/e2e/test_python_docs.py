@@ -1,0 +1,180 @@
+"""End to end on real Python 3.11 docs pages: the real crawler over loopback, the real embedder,
+real FAISS, the real OpenVINO generator, and ``citeline serve`` as its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    BIN,
+    LiveService,
+    StaticServer,
+    assert_quote_on_page,
+    citeline_env,
+    live_service,
+    run_citeline,
+)
+
+pytestmark = pytest.mark.e2e
+
+PUBLIC = "https://docs.python.org/3.11/"
+PAGES = ["library/json.html", "library/csv.html", "tutorial/inputoutput.html", "library/pathlib.html"]
+DEAD_HOST = "http://127.0.0.1:9/unreachable.html"  # discard port: nothing listens on loopback
+
+# Runs the real CLI in-process and reports which heavy service modules the ingest pulled in.
+_INGEST_AND_REPORT_IMPORTS = """
+import json, sys
+from service.cli import app
+try:
+    app(sys.argv[1:], standalone_mode=False)
+finally:
+    heavy = sorted({m.split('.')[0] for m in sys.modules} & {'litestar', 'openvino_genai', 'uvicorn'})
+    print('HEAVY=' + json.dumps(heavy))
+"""
+
+
+@pytest.fixture(scope="module")
+def ingested(python_docs: StaticServer, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    data_dir = tmp_path_factory.mktemp("python-docs-data")
+    seeds = [python_docs.base_url + page for page in PAGES]
+    seeds += [python_docs.base_url + "library/no-such-page.html", DEAD_HOST]
+    summary_path = data_dir / "summary.json"
+    completed = subprocess.run(
+        [
+            sys.executable, "-c", _INGEST_AND_REPORT_IMPORTS, "ingest", *seeds,
+            "--max-depth", "0", "--index", "py",
+            "--map-url", f"{python_docs.base_url}={PUBLIC}",
+            "--summary-json", str(summary_path),
+        ],
+        env=citeline_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return data_dir, json.loads(summary_path.read_text()), completed.stdout
+
+
+@pytest.fixture(scope="module")
+def service(ingested: tuple[Path, dict[str, Any], str]) -> Iterator[LiveService]:
+    with live_service(ingested[0], index="py") as live:
+        yield live
+
+
+def ask(service: LiveService, question: str, **extra: Any) -> dict[str, Any]:
+    response = httpx.post(f"{service.base_url}/v1/ask", json={"question": question, **extra}, timeout=180)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def assert_citations_resolve(body: dict[str, Any], python_docs: StaticServer) -> None:
+    """Every citation points at a crawled page, quotes text really on that page, and its
+    fragment link is built from that quote."""
+    assert body["citations"], body
+    for citation in body["citations"]:
+        assert citation["url"].startswith(PUBLIC)
+        assert citation["end"] > citation["start"]
+        page = (python_docs.directory / citation["url"].removeprefix(PUBLIC)).read_text()
+        assert_quote_on_page(citation["quote"], page)
+        assert citation["fragment_url"].startswith(citation["url"] + "#:~:text=")
+    ids = {c["id"] for c in body["citations"]}
+    for sentence in body["sentences"]:
+        assert set(sentence["citations"]) <= ids
+
+
+def test_ingest_reports_failures_and_keeps_going(ingested: tuple[Path, dict[str, Any], str]) -> None:
+    _, summary, stdout = ingested
+    assert summary["pages_indexed"] == len(PAGES)
+    assert summary["index_pages"] == len(PAGES)
+    assert summary["index_passages"] > 40
+    reasons = {f["url"]: f["reason"] for f in summary["failures"]}
+    assert reasons[DEAD_HOST].startswith("network error")
+    assert any(url.endswith("no-such-page.html") and reason == "HTTP 404" for url, reason in reasons.items())
+    assert "HEAVY=[]" in stdout, "offline ingestion must not load the service stack"
+
+
+def test_reingest_does_not_duplicate(ingested: tuple[Path, dict[str, Any], str], python_docs: StaticServer) -> None:
+    data_dir, first, _ = ingested
+    completed = run_citeline(
+        ["ingest", python_docs.base_url + PAGES[0], "--max-depth", "0", "--index", "py",
+         "--map-url", f"{python_docs.base_url}={PUBLIC}", "--summary-json", str(data_dir / "again.json")],
+        citeline_env(data_dir),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    again = json.loads((data_dir / "again.json").read_text())
+    assert (again["pages_unchanged"], again["pages_indexed"]) == (1, 0)
+    assert again["index_passages"] == first["index_passages"]
+
+
+def test_json_question_is_answered_from_the_json_docs(service: LiveService, python_docs: StaticServer) -> None:
+    body = ask(service, "How do I read a JSON file in Python?")
+    assert body["abstained"] is False, body
+    assert "json.load" in body["answer"]
+    assert any(
+        c["url"] in (PUBLIC + "library/json.html", PUBLIC + "tutorial/inputoutput.html") for c in body["citations"]
+    )
+    assert_citations_resolve(body, python_docs)
+    assert body["timings"]["total_ms"] >= body["timings"]["generate_ms"] > 0
+
+
+def test_csv_question_cites_the_csv_page(service: LiveService, python_docs: StaticServer) -> None:
+    body = ask(service, "Which function writes rows to a CSV file?")
+    assert body["abstained"] is False, body
+    assert "writer" in body["answer"]
+    assert any(c["url"] == PUBLIC + "library/csv.html" for c in body["citations"])
+    assert_citations_resolve(body, python_docs)
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Who won the 2018 FIFA World Cup?", "How do I create a pool of worker threads with concurrent.futures?"],
+)
+def test_off_corpus_question_abstains(service: LiveService, question: str) -> None:
+    body = ask(service, question)
+    assert body["abstained"] is True, body
+    assert body["citations"] == []
+    assert body["answer"] == "The sources do not answer this question."
+
+
+def test_search_and_operational_endpoints(service: LiveService) -> None:
+    hits = httpx.get(f"{service.base_url}/v1/search", params={"q": "csv writer writerow", "k": 3}).json()["hits"]
+    assert hits[0]["url"] == PUBLIC + "library/csv.html"
+    assert httpx.get(f"{service.base_url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{service.base_url}/readyz").json()
+    assert ready["indexes"] == ["py"]
+    assert ready["generator"] == "qwen2.5-coder-1.5b-instruct-ov-int4"
+    schema = httpx.get(f"{service.base_url}/schema/openapi.json").json()
+    assert "/v1/ask" in schema["paths"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [({"question": ""}, 400), ({"question": "  "}, 422), ({"question": "json?", "index": "nope"}, 404)],
+)
+def test_bad_input_gets_problem_details(service: LiveService, payload: dict[str, Any], status: int) -> None:
+    response = httpx.post(f"{service.base_url}/v1/ask", json=payload, timeout=30)
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    oversize = httpx.post(f"{service.base_url}/v1/ask", content=b"{" + b" " * 100_000 + b"}", timeout=30)
+    assert oversize.status_code == 413
+
+
+def test_cli_ask_prints_a_cited_answer(ingested: tuple[Path, dict[str, Any], str]) -> None:
+    completed = run_citeline(["ask", "How do I write an object as JSON to a file?", "--index", "py", "--json"],
+                             citeline_env(ingested[0]))  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    body = json.loads(completed.stdout)
+    assert body["abstained"] is False, body
+    assert "dump" in body["answer"]
+    assert {c["url"] for c in body["citations"]} <= {PUBLIC + p for p in PAGES}
+    assert (BIN / "citeline").exists()

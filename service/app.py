@@ -133,16 +133,21 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="Readiness: models and indexes are loaded", status_code=200)
+@get("/readyz", summary="Readiness: models and the default index are loaded", status_code=200)
 async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, Any]]:
     if resources.registry is None or resources.answerer is None:
         body = {"status": "failed" if resources.error else "loading", "error": resources.error}
         return Response(body, status_code=503, headers={"Retry-After": "5"})
+    default_index = resources.settings.index
+    try:
+        await asyncio.to_thread(resources.registry.get, default_index)
+    except IndexNotFoundError as exc:
+        return Response({"status": "no-index", "error": str(exc)}, status_code=503, headers={"Retry-After": "30"})
     return Response(
         {
             "status": "ready",
             "indexes": resources.registry.names(),
-            "default_index": resources.settings.index,
+            "default_index": default_index,
             "generator": resources.answerer.generator.model_name,
             "embedder": resources.answerer.embedder.model_name,
         }

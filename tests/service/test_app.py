@@ -115,3 +115,14 @@ def test_search_health_ready_and_schema(client: TestClient) -> None:  # type: ig
     assert ready["indexes"] == ["docs"]
     schema = client.get("/schema/openapi.json").json()
     assert {"/v1/ask", "/v1/search", "/healthz", "/readyz"} <= set(schema["paths"])
+
+
+def test_not_ready_without_the_default_index(tmp_path: Path) -> None:
+    settings = ServiceSettings(data_dir=tmp_path, index="missing")
+    app = create_app(settings, embedder=EMBEDDER, generator=ScriptedGenerator("NOT FOUND"))
+    with TestClient(app) as test_client:
+        response = test_client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["status"] == "no-index"
+        assert response.headers["retry-after"] == "30"
+        assert test_client.get("/healthz").status_code == 200

@@ -1,0 +1,45 @@
+"""Checks of the deployment files that run without a Docker engine (none runs on this machine)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def test_api_waits_for_models_binds_loopback_and_checks_readiness() -> None:
+    services = compose()["services"]
+    api = services["api"]
+    assert api["depends_on"]["models"]["condition"] == "service_completed_successfully"
+    assert all(port.startswith("127.0.0.1:") for port in api["ports"])
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
+    assert services["models"]["command"] == ["citeline", "models", "prepare"]
+    assert services["ingest"]["profiles"] == ["ingest"]
+
+
+def test_models_and_indexes_live_on_persistent_volumes() -> None:
+    data = compose()
+    for name in ("api", "models", "ingest"):
+        mounts = {m.split(":")[1] for m in data["services"][name]["volumes"]}
+        assert mounts == {"/var/lib/citeline/data", "/var/lib/citeline/models"}
+    assert set(data["volumes"]) == {"citeline-data", "citeline-models"}
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
+def test_compose_file_validates() -> None:
+    completed = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr

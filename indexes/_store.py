@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS pages (
     text TEXT NOT NULL,
     author TEXT, date TEXT, sitename TEXT, language TEXT,
     content_hash TEXT NOT NULL,
+    chunking TEXT NOT NULL DEFAULT '',
     fetched_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS passages (
@@ -270,10 +271,11 @@ class PassageIndex:
             self._conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
             yield self._conn
 
-    def page_hash(self, url: str) -> str | None:
+    def page_version(self, url: str) -> tuple[str, str] | None:
+        """``(content_hash, chunking)`` of the stored page: equal values mean nothing to redo."""
         with self._lock:
-            row = self._conn.execute("SELECT content_hash FROM pages WHERE url=?", (url,)).fetchone()
-        return str(row[0]) if row else None
+            row = self._conn.execute("SELECT content_hash, chunking FROM pages WHERE url=?", (url,)).fetchone()
+        return (str(row[0]), str(row[1])) if row else None
 
     def upsert_page(self, page: PageRecord, passages: Sequence[PassageRecord], vectors: Vectors) -> UpsertResult:
         """Store a page and its passages, replacing what was stored for the same URL."""
@@ -293,7 +295,7 @@ class PassageIndex:
                 conn.execute("DELETE FROM pages WHERE id=?", (old[0],))
             cursor = conn.execute(
                 "INSERT INTO pages (url, fetched_url, title, text, author, date, sitename, language,"
-                " content_hash, fetched_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " content_hash, chunking, fetched_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     page.url,
                     page.fetched_url or page.url,
@@ -304,6 +306,7 @@ class PassageIndex:
                     page.sitename,
                     page.language,
                     page.content_hash,
+                    page.chunking,
                     page.fetched_at or _now(),
                 ),
             )

@@ -21,6 +21,8 @@ class PageRecord:
     sitename: str | None = None
     language: str | None = None
     content_hash: str = ""
+    chunking: str = ""
+    """How the passages were cut (chunker version and sizes): a change means re-chunking."""
     fetched_at: str = ""
 
 

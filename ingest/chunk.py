@@ -18,11 +18,19 @@ _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
+#: Bump when the cutting rules change, so that re-ingesting re-cuts unchanged pages.
+CHUNKER_VERSION = 2
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkSizes:
     target_words: int = 120
     max_words: int = 180
     min_words: int = 25
+
+    @property
+    def signature(self) -> str:
+        return f"v{CHUNKER_VERSION}:{self.target_words}/{self.max_words}/{self.min_words}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +54,7 @@ def _split_long(text: str, start: int, end: int, sizes: ChunkSizes) -> Iterator[
     """Split ``text[start:end]`` into pieces of at most ``max_words`` words."""
     piece_start = start
     words = 0
-    cut_points = [start + m.start() for m in _SENTENCE_END.finditer(text, start, end)] + [end]
+    cut_points = [m.start() for m in _SENTENCE_END.finditer(text, start, end)] + [end]
     previous = start
     for cut in cut_points:
         sentence_words = len(_WORD.findall(text, previous, cut))

@@ -154,7 +154,7 @@ class IngestPipeline:
         """Extract and chunk one page; None when its stored copy is identical."""
         public_url = self._url_map.public(fetched.url)
         extracted: ExtractedPage = extract(fetched.html, public_url)
-        if self._index.page_hash(public_url) == extracted.content_hash:
+        if self._index.page_version(public_url) == (extracted.content_hash, self._sizes.signature):
             return None
         passages = chunk(extracted.text, extracted.headings, self._sizes)
         page = PageRecord(
@@ -167,6 +167,7 @@ class IngestPipeline:
             sitename=extracted.sitename,
             language=extracted.language,
             content_hash=extracted.content_hash,
+            chunking=self._sizes.signature,
             fetched_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         texts = [embedding_text(page.title, p.heading, p.text) for p in passages]

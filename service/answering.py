@@ -1,23 +1,37 @@
-"""Retrieve, generate, cite: the answering core shared by the CLI and the HTTP service."""
+"""Retrieve, generate, verify, cite: the answering core shared by the CLI and the HTTP service.
+
+Every sentence the generator writes is checked against the passages it cites (``verify``). Under
+the ``strict`` policy a sentence no retrieved passage supports is removed and an answer left with
+nothing supported becomes an abstention; under ``flag`` it stays, marked ``supported: false``. A
+sentence whose cited passage does not support it but another retrieved passage does is re-pointed
+to that passage.
+"""
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
 
 from indexes import Embedder, PassageIndex, SearchHit
-from service.citations import ParsedSentence, best_span, fragment_url, parse_answer, renumber
+from service.citations import ParsedSentence, Span, best_span, content_tokens, fragment_url, parse_answer, renumber
 from service.generation import GenerationResult, Generator, TokenCallback
 from service.prompt import NOT_FOUND, build_messages
+from service.verify import Evidence, Verifier, VerifierConfig, VerifierStats, score_pair
 
+Policy = Literal["strict", "flag"]
 ABSTENTION_TEXT = "The sources do not answer this question."
 _ABSTAIN = re.compile(
     r"\bNOT[ _-]?FOUND\b|\b(?:sources|passages|context)\s+(?:do(?:es)?\s+not|don't)\s+"
     r"(?:contain|answer|mention|provide|say|include)",
     re.I,
 )
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]\"'`]+", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +55,16 @@ class AnswerSentence:
     text: str
     citations: list[int]
     """Ids of the citations backing this sentence."""
+    supported: bool
+    """Whether its citations support it (always true under the strict policy)."""
+    score: float
+    """Support score of the best citation, 0..1."""
     attributed: bool = False
-    """True when the generator wrote no marker and the citation was found by matching the
-    sentence against the retrieved passages."""
+    """The generator wrote no marker; the citation was found by matching the sentence."""
+    repointed: bool = False
+    """The generator cited a passage that does not support the sentence; another one did."""
+    judged: bool = False
+    """The verdict came from the generator acting as a yes/no judge (cheap evidence was unsure)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +80,22 @@ class RetrievedPassage:
 
 
 @dataclass(frozen=True, slots=True)
+class SeeAlso:
+    """A closest source, listed when the answer abstains."""
+
+    url: str
+    title: str
+    heading: str
+    snippet: str
+    fragment_url: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class Timings:
     retrieve_ms: float
     generate_ms: float
+    verify_ms: float
     total_ms: float
     time_to_first_token_ms: float
 
@@ -71,6 +105,22 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     tokens_per_second: float
+    judge_calls: int = 0
+    judged_pairs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One verified answer among several (``n > 1``)."""
+
+    answer: str
+    abstained: bool
+    sentences: list[AnswerSentence]
+    citations: list[Citation]
+    citation_recall: float
+    citation_precision: float
+    support: float
+    """Mean support score over the candidate's sentences: the ranking key after recall."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +129,31 @@ class Answer:
     index: str
     answer: str
     abstained: bool
+    policy: Policy
     sentences: list[AnswerSentence]
     citations: list[Citation]
+    citation_recall: float
+    """Share of the answer's sentences fully supported by their citations."""
+    citation_precision: float
+    """Share of the answer's citations that support their sentence (ALCE definition)."""
+    generator_citation_recall: float
+    """The same two measures on the generator's own markers, before verification changed them."""
+    generator_citation_precision: float
+    see_also: list[SeeAlso]
     retrieved: list[RetrievedPassage]
     timings: Timings
     usage: Usage
     model: str
     dropped_markers: list[int] = field(default_factory=list)
-    """Markers the generator wrote that pointed at no retrieved passage (removed from the answer)."""
+    """Markers that pointed at no retrieved passage (removed from the answer)."""
+    removed_sentences: list[str] = field(default_factory=list)
+    """Sentences removed by the strict policy because no source supports them."""
+    removed_urls: list[str] = field(default_factory=list)
+    """URLs the generator wrote that are not among the sources (removed from the answer)."""
+    candidates: list[Candidate] = field(default_factory=list)
+    """All distinct verified candidates, best first, when more than one was asked for."""
+    agreement: float | None = None
+    """Mean pairwise similarity of the non-abstaining candidates (1 = they say the same)."""
 
 
 def retrieved(hit: SearchHit) -> RetrievedPassage:
@@ -97,6 +164,26 @@ def search(index: PassageIndex, embedder: Embedder, query: str, k: int) -> list[
     return index.search(embedder.embed([query])[0], k)
 
 
+def is_abstention(text: str) -> bool:
+    return bool(_ABSTAIN.search(text)) or text.strip().upper().startswith(NOT_FOUND)
+
+
+def see_also(hits: Sequence[SearchHit], limit: int = 3) -> list[SeeAlso]:
+    """The closest sources, one per page."""
+    out: list[SeeAlso] = []
+    for hit in hits:
+        if any(s.url == hit.url for s in out):
+            continue
+        first_line = next((line for line in hit.text.split("\n") if len(line.split()) > 3), hit.text.split("\n")[0])
+        snippet = " ".join(first_line.split())[:240]
+        out.append(
+            SeeAlso(hit.url, hit.title, hit.heading, snippet, fragment_url(hit.url, snippet), round(hit.score, 4))
+        )
+        if len(out) == limit:
+            break
+    return out
+
+
 @dataclass(slots=True)
 class _CitationBook:
     """Gives one id to each distinct (passage, span) pair, in order of first use."""
@@ -104,8 +191,7 @@ class _CitationBook:
     citations: list[Citation] = field(default_factory=list)
     _ids: dict[tuple[int, int, int], int] = field(default_factory=dict)
 
-    def cite(self, hit: SearchHit, claim: str) -> int:
-        span, _coverage = best_span(claim, hit.text)
+    def cite(self, hit: SearchHit, span: Span) -> int:
         start, end = hit.start + span.start, hit.start + span.end
         key = (hit.passage_id, start, end)
         if key not in self._ids:
@@ -126,45 +212,165 @@ class _CitationBook:
         return self._ids[key]
 
 
-#: Share of a sentence's content words that one retrieved passage must contain before the
-#: passage is cited for a sentence the generator left without a marker.
-MIN_ATTRIBUTION_COVERAGE = 0.6
+@dataclass(slots=True)
+class _Checked:
+    sentence: ParsedSentence
+    cited: list[tuple[int, Evidence]]
+    """The generator's markers (1-based passage numbers) with their evidence."""
+    alternative: tuple[int, Evidence] | None = None
+    joint: bool = False
+    """No single citation supports the sentence, but all of them together do."""
+
+    @property
+    def supported_by_citations(self) -> bool:
+        return self.joint or any(e.verdict == "supported" for _, e in self.cited)
 
 
-def attribute(sentence: ParsedSentence, hits: Sequence[SearchHit]) -> int | None:
-    """The 1-based number of the retrieved passage that best covers an unmarked sentence."""
-    if sentence.markers or sentence.is_code:
-        return None
-    scored = [(best_span(sentence.text, hit.text)[1], n) for n, hit in enumerate(hits, start=1)]
-    coverage, number = max(scored, default=(0.0, 0))
-    return number if coverage >= MIN_ATTRIBUTION_COVERAGE else None
+def _alpha(text: str) -> bool:
+    return bool(re.search(r"[A-Za-z]{2}", text))
 
 
-def cite_sentences(
-    parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit]
-) -> tuple[list[AnswerSentence], list[Citation]]:
-    book = _CitationBook()
-    sentences = []
-    for sentence in parsed:
-        found = attribute(sentence, hits)
-        numbers = sentence.markers if found is None else [found]
-        ids = [book.cite(hits[n - 1], sentence.text) for n in numbers]
-        sentences.append(AnswerSentence(sentence.text, list(dict.fromkeys(ids)), attributed=found is not None))
-    return sentences, book.citations
+def _code_supported(code: str, hits: Sequence[SearchHit]) -> tuple[bool, float]:
+    """A code block is supported when most of its names appear in the retrieved passages."""
+    names = {t for t in content_tokens(code) if not t.isdigit()}
+    if not names:
+        return True, 1.0
+    passages = " ".join(h.text.lower() for h in hits)
+    share = sum(1 for n in names if n in passages) / len(names)
+    return share >= 0.6, share
 
 
-def is_abstention(text: str) -> bool:
-    return bool(_ABSTAIN.search(text)) or text.strip().upper().startswith(NOT_FOUND)
+def _alce(checked: Sequence[_Checked]) -> tuple[float, float]:
+    """(citation recall, citation precision) over sentences that carry citations or claims."""
+    claims = [c for c in checked if not c.sentence.is_code]
+    if not claims:
+        return 0.0, 0.0
+    recall = sum(1 for c in claims if c.supported_by_citations) / len(claims)
+    total = precise = 0
+    for c in claims:
+        for _, evidence in c.cited:
+            total += 1
+            if c.supported_by_citations and (evidence.verdict == "supported" or c.joint):
+                precise += 1
+    return recall, (precise / total if total else 0.0)
 
 
 class Answerer:
-    """Answers a question from one index with the given embedder and generator."""
+    """Answers a question from one index with the given embedder, generator and verifier."""
 
-    def __init__(self, embedder: Embedder, generator: Generator, *, top_k: int = 4, max_new_tokens: int = 160) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        generator: Generator,
+        *,
+        top_k: int = 4,
+        max_new_tokens: int = 160,
+        verifier: Verifier | None = None,
+        temperature: float = 0.7,
+    ) -> None:
         self.embedder = embedder
         self.generator = generator
         self.top_k = top_k
         self.max_new_tokens = max_new_tokens
+        self.verifier = verifier or Verifier(embedder, generator, VerifierConfig())
+        self.temperature = temperature
+
+    # -- verification ------------------------------------------------------------------------
+
+    def _check(
+        self, parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit], stats: VerifierStats
+    ) -> list[_Checked]:
+        """Score every claim against its cited passages and against the best other passage."""
+        pairs: list[tuple[str, str]] = []
+        slots: list[tuple[int, int, bool]] = []  # (sentence index, passage number, is_alternative)
+        for i, sentence in enumerate(parsed):
+            if sentence.is_code:
+                continue
+            for number in sentence.markers:
+                pairs.append((sentence.text, hits[number - 1].text))
+                slots.append((i, number, False))
+            others = [n for n in range(1, len(hits) + 1) if n not in sentence.markers]
+            if others:
+                coverage, best = max((best_span(sentence.text, hits[n - 1].text)[1], n) for n in others)
+                cited_coverage = max(
+                    (best_span(sentence.text, hits[n - 1].text)[1] for n in sentence.markers), default=0
+                )
+                if coverage > cited_coverage:
+                    pairs.append((sentence.text, hits[best - 1].text))
+                    slots.append((i, best, True))
+        evidence = self.verifier.check(pairs, stats)
+        checked = [_Checked(sentence, []) for sentence in parsed]
+        for (i, number, is_alternative), found in zip(slots, evidence, strict=True):
+            if is_alternative:
+                checked[i].alternative = (number, found)
+            else:
+                checked[i].cited.append((number, found))
+        for item in checked:
+            if len(item.cited) > 1 and not item.supported_by_citations:
+                joined = "\n".join(hits[n - 1].text for n, _ in item.cited)
+                similarity = max(e.similarity for _, e in item.cited)
+                union = score_pair(item.sentence.text, joined, similarity, self.verifier.config)
+                item.joint = union.verdict == "supported"
+        return checked
+
+    def _verified(
+        self, parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit], policy: Policy, stats: VerifierStats
+    ) -> tuple[Candidate, list[str], tuple[float, float]]:
+        checked = self._check(parsed, hits, stats)
+        generator_metrics = _alce(checked)
+        book = _CitationBook()
+        sentences: list[AnswerSentence] = []
+        removed: list[str] = []
+        for item in checked:
+            sentence = item.sentence
+            if sentence.is_code:
+                ok, share = _code_supported(sentence.text, hits)
+                if ok or policy == "flag":
+                    sentences.append(AnswerSentence(sentence.text, [], ok, round(share, 3)))
+                else:
+                    removed.append(sentence.text)
+                continue
+            supporting = [(n, e) for n, e in item.cited if e.verdict == "supported"]
+            repointed = attributed = False
+            if item.joint:
+                supporting = item.cited
+            elif not supporting and item.alternative and item.alternative[1].verdict == "supported":
+                supporting = [item.alternative]
+                repointed, attributed = bool(sentence.markers), not sentence.markers
+            if supporting:
+                ids = [book.cite(hits[n - 1], e.span) for n, e in supporting]
+                score = max(e.score for _, e in supporting)
+                judged = any(e.judged for _, e in supporting)
+                sentence_ids = list(dict.fromkeys(ids))
+                sentences.append(
+                    AnswerSentence(sentence.text, sentence_ids, True, round(score, 3), attributed, repointed, judged)
+                )
+            elif policy == "flag":
+                ids = [book.cite(hits[n - 1], e.span) for n, e in item.cited]
+                score = max((e.score for _, e in item.cited), default=0.0)
+                judged = any(e.judged for _, e in item.cited)
+                sentences.append(AnswerSentence(sentence.text, ids, False, round(score, 3), judged=judged))
+            else:
+                removed.append(sentence.text)
+        claims = [s for s in sentences if s.citations or not s.supported]
+        recall = sum(1 for s in claims if s.supported) / len(claims) if claims else 0.0
+        cited_pairs = [(s, c) for s in claims for c in s.citations]
+        precision = sum(1 for s, _ in cited_pairs if s.supported) / len(cited_pairs) if cited_pairs else 0.0
+        prose = [s for s in sentences if _alpha(s.text)]
+        support = float(np.mean([s.score for s in prose])) if prose else 0.0
+        abstained = not any(s.supported and s.citations for s in sentences)
+        candidate = Candidate(
+            answer=renumber([(s.text, s.citations) for s in sentences]),
+            abstained=abstained,
+            sentences=sentences,
+            citations=book.citations,
+            citation_recall=round(recall, 3),
+            citation_precision=round(precision, 3),
+            support=round(support, 3),
+        )
+        return candidate, removed, generator_metrics
+
+    # -- answering ---------------------------------------------------------------------------
 
     def answer(
         self,
@@ -172,81 +378,134 @@ class Answerer:
         index: PassageIndex,
         *,
         top_k: int | None = None,
+        policy: Policy = "strict",
+        n: int = 1,
         on_text: TokenCallback | None = None,
     ) -> Answer:
         started = time.perf_counter()
         hits = search(index, self.embedder, question, top_k or self.top_k)
         retrieve_s = time.perf_counter() - started
-        if not hits:
-            return self._abstain(
-                question, index_name=index.name, hits=hits, retrieve_s=retrieve_s, started=started, generation=None
-            )
-        messages = build_messages(question, hits)
-        result = self.generator.generate(messages, max_new_tokens=self.max_new_tokens, on_text=on_text)
-        parsed = parse_answer(result.text, len(hits))
-        dropped = [m for s in parsed for m in s.invalid_markers]
-        sentences, citations = cite_sentences(parsed, hits)
-        if is_abstention(result.text) or not citations:
-            return self._abstain(
-                question,
-                index_name=index.name,
-                hits=hits,
-                retrieve_s=retrieve_s,
-                started=started,
-                generation=result,
-                dropped=dropped,
-            )
+        stats = VerifierStats()
+        results: list[GenerationResult] = []
+        scored: list[tuple[Candidate, list[str], list[int], list[str], tuple[float, float]]] = []
+        verify_s = 0.0
+        if hits:
+            messages = build_messages(question, hits)
+            seen: set[str] = set()
+            for attempt in range(n):
+                result = self.generator.generate(
+                    messages,
+                    max_new_tokens=self.max_new_tokens,
+                    temperature=0.0 if attempt == 0 else self.temperature,
+                    seed=attempt,
+                    on_text=on_text if attempt == 0 else None,
+                )
+                results.append(result)
+                key = " ".join(result.text.split()).lower()
+                if key in seen:
+                    continue
+                seen.add(key)
+                t0 = time.perf_counter()
+                text, urls = _remove_foreign_urls(result.text, hits)
+                parsed = parse_answer(text, len(hits))
+                dropped = [m for s in parsed for m in s.invalid_markers]
+                if is_abstention(text):
+                    parsed = []
+                candidate, removed, generator_metrics = self._verified(parsed, hits, policy, stats)
+                verify_s += time.perf_counter() - t0
+                scored.append((candidate, removed, dropped, urls, generator_metrics))
+        scored.sort(key=lambda s: (not s[0].abstained, s[0].citation_recall, s[0].support), reverse=True)
+        agreement = self._agreement([s[0] for s in scored]) if n > 1 else None
         total = time.perf_counter() - started
+        generate_s = sum(r.seconds for r in results)
+        first = results[0] if results else None
+        usage = Usage(
+            prompt_tokens=first.prompt_tokens if first else 0,
+            completion_tokens=sum(r.completion_tokens for r in results),
+            tokens_per_second=round(first.tokens_per_second, 2) if first else 0.0,
+            judge_calls=stats.judge_calls,
+            judged_pairs=stats.judged,
+        )
+        timings = Timings(
+            retrieve_ms=round(retrieve_s * 1000, 1),
+            generate_ms=round(generate_s * 1000, 1),
+            verify_ms=round(verify_s * 1000, 1),
+            total_ms=round(total * 1000, 1),
+            time_to_first_token_ms=round(first.time_to_first_token * 1000, 1) if first else 0.0,
+        )
+        best = scored[0] if scored else None
+        if best is None or best[0].abstained:
+            return Answer(
+                question=question,
+                index=index.name,
+                answer=ABSTENTION_TEXT,
+                abstained=True,
+                policy=policy,
+                sentences=[],
+                citations=[],
+                citation_recall=0.0,
+                citation_precision=0.0,
+                generator_citation_recall=round(best[4][0], 3) if best else 0.0,
+                generator_citation_precision=round(best[4][1], 3) if best else 0.0,
+                see_also=see_also(hits),
+                retrieved=[retrieved(h) for h in hits],
+                timings=timings,
+                usage=usage,
+                model=self.generator.model_name,
+                dropped_markers=best[2] if best else [],
+                removed_sentences=best[1] if best else [],
+                removed_urls=best[3] if best else [],
+                candidates=[s[0] for s in scored] if n > 1 else [],
+                agreement=agreement,
+            )
+        candidate, removed, dropped, urls, generator_metrics = best
         return Answer(
             question=question,
             index=index.name,
-            answer=renumber([(s.text, s.citations) for s in sentences]),
+            answer=candidate.answer,
             abstained=False,
-            sentences=sentences,
-            citations=citations,
+            policy=policy,
+            sentences=candidate.sentences,
+            citations=candidate.citations,
+            citation_recall=candidate.citation_recall,
+            citation_precision=candidate.citation_precision,
+            generator_citation_recall=round(generator_metrics[0], 3),
+            generator_citation_precision=round(generator_metrics[1], 3),
+            see_also=[],
             retrieved=[retrieved(h) for h in hits],
-            timings=Timings(
-                retrieve_ms=round(retrieve_s * 1000, 1),
-                generate_ms=round(result.seconds * 1000, 1),
-                total_ms=round(total * 1000, 1),
-                time_to_first_token_ms=round(result.time_to_first_token * 1000, 1),
-            ),
-            usage=Usage(result.prompt_tokens, result.completion_tokens, round(result.tokens_per_second, 2)),
+            timings=timings,
+            usage=usage,
             model=self.generator.model_name,
             dropped_markers=dropped,
+            removed_sentences=removed,
+            removed_urls=urls,
+            candidates=[s[0] for s in scored] if n > 1 else [],
+            agreement=agreement,
         )
 
-    def _abstain(
-        self,
-        question: str,
-        *,
-        index_name: str,
-        hits: Sequence[SearchHit],
-        retrieve_s: float,
-        started: float,
-        generation: GenerationResult | None,
-        dropped: list[int] | None = None,
-    ) -> Answer:
-        total = time.perf_counter() - started
-        return Answer(
-            question=question,
-            index=index_name,
-            answer=ABSTENTION_TEXT,
-            abstained=True,
-            sentences=[],
-            citations=[],
-            retrieved=[retrieved(h) for h in hits],
-            timings=Timings(
-                retrieve_ms=round(retrieve_s * 1000, 1),
-                generate_ms=round(generation.seconds * 1000, 1) if generation else 0.0,
-                total_ms=round(total * 1000, 1),
-                time_to_first_token_ms=round(generation.time_to_first_token * 1000, 1) if generation else 0.0,
-            ),
-            usage=Usage(
-                generation.prompt_tokens if generation else 0,
-                generation.completion_tokens if generation else 0,
-                round(generation.tokens_per_second, 2) if generation else 0.0,
-            ),
-            model=self.generator.model_name,
-            dropped_markers=dropped or [],
-        )
+    def _agreement(self, candidates: Sequence[Candidate]) -> float | None:
+        answering = [c.answer for c in candidates if not c.abstained]
+        if len(candidates) < 2:
+            return 1.0 if candidates else None
+        if len(answering) < len(candidates):
+            # Some candidates abstained and some answered: they disagree on whether there is an answer.
+            share = len(answering) / len(candidates)
+            return round(1.0 - 2 * min(share, 1 - share), 3)
+        vectors = self.embedder.embed(answering)
+        sims = [float(vectors[i] @ vectors[j]) for i, j in itertools.combinations(range(len(answering)), 2)]
+        return round(float(np.mean(sims)), 3)
+
+
+def _remove_foreign_urls(text: str, hits: Sequence[SearchHit]) -> tuple[str, list[str]]:
+    """Remove URLs that are not one of the retrieved pages: page text may try to plant links."""
+    allowed = {h.url.rstrip("/") for h in hits}
+    removed: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        url = match.group().rstrip(".,;:")
+        if url.split("#", 1)[0].rstrip("/") in allowed:
+            return match.group()
+        removed.append(url)
+        return "[link removed]"
+
+    return _URL.sub(replace, text), removed

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import structlog
@@ -51,6 +51,15 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     question: Annotated[str, msgspec.Meta(min_length=1, description="The question, in plain language.")]
     index: Annotated[str | None, msgspec.Meta(description="Index to answer from (default: the configured one).")] = None
     top_k: Annotated[int, msgspec.Meta(ge=1, le=10, description="Passages given to the generator.")] | None = None
+    policy: Annotated[
+        Literal["strict", "flag"],
+        msgspec.Meta(
+            description="strict: remove unsupported sentences (abstain if none is left); flag: keep and mark."
+        ),
+    ] = "strict"
+    n: Annotated[
+        int, msgspec.Meta(ge=1, le=5, description="Distinct candidate answers to sample, verify and rank.")
+    ] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +176,9 @@ async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources])
     registry, answerer = _ready(resources)
     index = registry.get(data.index or resources.settings.index)
     async with resources.generation_lock:  # two cores: one generation at a time
-        answer = await asyncio.to_thread(answerer.answer, question, index, top_k=data.top_k)
+        answer = await asyncio.to_thread(
+            answerer.answer, question, index, top_k=data.top_k, policy=data.policy, n=data.n
+        )
     log.info(
         "answered",
         index=index.name,

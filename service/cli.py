@@ -200,8 +200,10 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+    policy: Annotated[str, typer.Option(help="strict (drop unsupported sentences) or flag (mark them).")] = "strict",
+    n: Annotated[int, typer.Option("-n", min=1, max=5, help="Candidate answers to sample and rank.")] = 1,
 ) -> None:
-    """Answer a question from an index, with span-level citations."""
+    """Answer a question from an index, with verified span-level citations."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     import msgspec
 
@@ -220,11 +222,18 @@ def ask(
     except (CitelineIndexError, CiteLineServiceError) as exc:
         raise _fail(str(exc)) from exc
     answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
-    answer = answerer.answer(question, passage_index)
+    if policy not in ("strict", "flag"):
+        raise _fail(f"unknown policy {policy!r}: use strict or flag", 2)
+    answer = answerer.answer(question, passage_index, policy="strict" if policy == "strict" else "flag", n=n)
     if as_json:
         sys.stdout.write(msgspec.json.encode(answer).decode() + "\n")
         return
     out.print(answer.answer, highlight=False)
+    for sentence in answer.sentences:
+        if not sentence.supported:
+            out.print(f"[yellow]unsupported:[/] {sentence.text}", highlight=False)
+    for item in answer.see_also:
+        out.print(f"see also: {item.title} {item.fragment_url}", highlight=False)
     for citation in answer.citations:
         out.print(f"\n[bold][{citation.id}][/] {citation.title}", highlight=False)
         out.print(f"    “{' '.join(citation.quote.split())}”", highlight=False)
@@ -232,7 +241,9 @@ def ask(
     t = answer.timings
     console.print(
         f"\n[dim]retrieve {t.retrieve_ms:.0f} ms, first token {t.time_to_first_token_ms:.0f} ms,"
-        f" generate {t.generate_ms:.0f} ms, total {t.total_ms:.0f} ms[/]"
+        f" generate {t.generate_ms:.0f} ms, verify {t.verify_ms:.0f} ms, total {t.total_ms:.0f} ms;"
+        f" citation recall {answer.generator_citation_recall:.2f}, precision {answer.generator_citation_precision:.2f}"
+        " (generator's own markers)[/]"
     )
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ingest import ChunkSizes, chunk
@@ -34,13 +36,19 @@ def test_heading_starts_a_new_passage() -> None:
 def test_long_lines_are_split_under_the_cap(sizes: ChunkSizes) -> None:
     sentence = "The quick brown fox jumps over the lazy dog near the river bank. "
     long_line = sentence * 40 + " ".join(f"token{i}" for i in range(400))
-    text = f"Intro line here.\n{long_line}\nOutro."
+    intro = "An introduction that is long enough to push the next line far from offset zero. " * 8
+    text = f"{intro}\n{long_line}\nOutro."
     passages = chunk(text, frozenset(), sizes)
     covered = "".join(p.text for p in passages).replace(" ", "").replace("\n", "")
     assert covered == text.replace(" ", "").replace("\n", "")
     for passage in passages:
         assert text[passage.start : passage.end] == passage.text
         assert len(passage.text.split()) <= sizes.max_words + sizes.min_words
+    prose = [p for p in passages if "fox" in p.text and "token" not in p.text]
+    assert prose
+    assert all(p.text.endswith("bank.") for p in prose), "long lines are cut at sentence ends"
+    for before, after in itertools.pairwise(passages):
+        assert before.start < before.end <= after.start, "passages are ordered and never overlap"
 
 
 def test_empty_text_gives_no_passages() -> None:

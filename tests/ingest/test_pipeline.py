@@ -92,3 +92,16 @@ async def test_dead_seed_does_not_stop_the_run(tmp_path: Path) -> None:
     )
     assert summary.pages_indexed == 1
     assert [f.url for f in summary.failures] == ["http://dead.test/"]
+
+
+async def test_new_chunking_rules_recut_unchanged_pages(tmp_path: Path) -> None:
+    await ingest(tmp_path, SITE)
+    settings = IngestSettings(data_dir=tmp_path, index="t", passage_words=60, passage_max_words=90)
+    again = await run_ingest(
+        ["http://mirror.test/docs/index.html"],
+        settings=settings,
+        embedder=HashEmbedder(32),
+        transport=make_transport(SITE),
+    )
+    assert (again.pages_indexed, again.pages_unchanged) == (2, 0)
+    assert PassageIndex.open(tmp_path, "t").check_integrity() == []

@@ -10,6 +10,7 @@ from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
 from service.app import create_app
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
+from service.verify import JUDGE_SYSTEM
 
 EMBEDDER = HashEmbedder(64)
 PAGE_TEXT = (
@@ -20,6 +21,8 @@ PAGE_TEXT = (
 
 
 def reply(messages: Sequence[ChatMessage]) -> str:
+    if messages[0].content == JUDGE_SYSTEM:
+        return "\n".join(f"{i}: no" for i in range(1, messages[-1].content.count("Claim ") + 1))
     question = messages[-1].content.rsplit("Question:", 1)[-1]
     if "tungsten" in question:
         return "NOT FOUND"
@@ -51,11 +54,12 @@ def test_ask_returns_span_level_citations(client: TestClient) -> None:  # type: 
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["abstained"] is False
-    assert (
-        body["answer"]
-        == "Use json.load() to read a JSON document from a text file. [1] It returns a Python object. [1]"
-    )
-    assert [s["citations"] for s in body["sentences"]] == [[1], [1]]
+    assert body["answer"] == "Use json.load() to read a JSON document from a text file. [1]"
+    assert [s["citations"] for s in body["sentences"]] == [[1]]
+    assert body["sentences"][0]["supported"] is True
+    # The judge (scripted to say no) rejected the second sentence: strict policy removes it.
+    assert body["removed_sentences"] == ["It returns a Python object."]
+    assert body["policy"] == "strict"
     assert len(body["citations"]) == 1
     first = body["citations"][0]
     assert first["quote"].startswith("json.load(fp) deserializes fp")
@@ -63,7 +67,18 @@ def test_ask_returns_span_level_citations(client: TestClient) -> None:  # type: 
     assert first["fragment_url"].startswith("https://docs.example/json.html#:~:text=json.load(fp)")
     assert body["dropped_markers"] == [5]
     assert "[5]" not in body["answer"]
-    assert set(body["timings"]) == {"retrieve_ms", "generate_ms", "total_ms", "time_to_first_token_ms"}
+    assert set(body["timings"]) == {"retrieve_ms", "generate_ms", "verify_ms", "total_ms", "time_to_first_token_ms"}
+    assert body["usage"]["judge_calls"] == 1
+
+
+def test_flag_policy_keeps_and_marks_unsupported_sentences(client: TestClient) -> None:  # type: ignore[type-arg]
+    body = client.post("/v1/ask", json={"question": "How do I read a JSON file?", "policy": "flag"}).json()
+    assert [(s["text"], s["supported"]) for s in body["sentences"]] == [
+        ("Use json.load() to read a JSON document from a text file.", True),
+        ("It returns a Python object.", False),
+    ]
+    assert body["citation_recall"] == 0.5
+    assert body["removed_sentences"] == []
 
 
 def test_answer_with_only_invalid_markers_abstains(client: TestClient) -> None:  # type: ignore[type-arg]
@@ -77,6 +92,8 @@ def test_not_found_abstains(client: TestClient) -> None:  # type: ignore[type-ar
     body = client.post("/v1/ask", json={"question": "What is the boiling point of tungsten?"}).json()
     assert body["abstained"] is True
     assert body["answer"] == "The sources do not answer this question."
+    assert body["see_also"][0]["url"] == "https://docs.example/json.html"
+    assert body["see_also"][0]["fragment_url"].startswith("https://docs.example/json.html#:~:text=")
 
 
 @pytest.mark.parametrize(

@@ -155,7 +155,11 @@ def _markers(text: str) -> list[int]:
     return [int(n) for group in _MARKER.findall(text) for n in re.split(r"\s*[,;]\s*", group)]
 
 
+_MARKER_LIST = re.compile(r"\[\d{1,3}\](?:\s*[,;]?\s*(?:and|&)?\s*\[\d{1,3}\])+")
+
+
 def _strip_markers(text: str) -> str:
+    text = _MARKER_LIST.sub("", text)  # "[1], [2] and [3]" goes as a whole, separators included
     text = _MARKER.sub("", text)
     text = re.sub(r"\s+([.,;:!?])", r"\1", text)
     return re.sub(r"[ \t]{2,}", " ", text).strip()

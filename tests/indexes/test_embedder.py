@@ -14,7 +14,8 @@ def test_embedder_contract(embedder: Embedder) -> None:
     norms = np.linalg.norm(vectors[:2], axis=1)
     assert np.allclose(norms, 1.0, atol=1e-5)
     again = embedder.embed(["read a json file"])
-    assert np.allclose(again[0], vectors[0])
+    # Batch composition changes float rounding in real models: equal to 1e-5, not bit for bit.
+    assert np.allclose(again[0], vectors[0], atol=1e-5)
     assert embedder.embed([]).shape == (0, embedder.dimension)
 
 

@@ -15,6 +15,12 @@ def test_parse_answer_keeps_valid_markers_and_drops_others() -> None:
     assert parsed[2].invalid_markers == [0]
 
 
+def test_marker_lists_leave_no_separators_behind() -> None:
+    parsed = parse_answer("Python uses indentation for grouping statements [1], [2], and [3].", 3)
+    assert parsed[0].text == "Python uses indentation for grouping statements."
+    assert parsed[0].markers == [1, 2, 3]
+
+
 def test_markers_after_the_full_stop_belong_to_the_sentence_before() -> None:
     parsed = parse_answer("Use json.load(). [1] It parses files. [2, 3]", 3)
     assert [s.markers for s in parsed] == [[1], [2, 3]]

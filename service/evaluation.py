@@ -1,0 +1,252 @@
+"""``citeline eval``: retrieval, answer and citation quality on question sets, and the quality gate.
+
+A question set is JSONL with ``id``, ``question``, ``answerable`` and, for answerable questions,
+``gold_url`` (the page that answers it). An optional answers file adds ``answer_contains`` (strings
+a correct answer must contain) by ``id``.
+
+The gate (trafilatura style) compares the totals against pinned floors in a JSON file and fails
+below any of them. Floors only move up on their own (``--raise-floors``); lowering one needs an
+explicit reason, which is recorded in the file's ``history`` — never silently.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from indexes import Embedder, PassageIndex
+from service.answering import Answerer, search
+
+
+@dataclass(frozen=True, slots=True)
+class EvalQuestion:
+    id: str
+    question: str
+    answerable: bool
+    gold_url: str | None = None
+    answer_contains: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class QuestionResult:
+    id: str
+    question: str
+    answerable: bool
+    gold_rank: int | None
+    """1-based rank of the first retrieved passage from the gold page (None: not in the top 5)."""
+    abstained: bool | None = None
+    answer: str = ""
+    cites_gold: bool | None = None
+    contains_answer: bool | None = None
+    citation_recall: float | None = None
+    citation_precision: float | None = None
+    final_citation_recall: float | None = None
+    final_citation_precision: float | None = None
+    total_ms: float = 0.0
+    generate_ms: float = 0.0
+    verify_ms: float = 0.0
+    judge_calls: int = 0
+
+
+@dataclass(slots=True)
+class EvalReport:
+    name: str
+    index: str
+    results: list[QuestionResult] = field(default_factory=list)
+
+    def totals(self) -> dict[str, float | None]:
+        answerable = [r for r in self.results if r.answerable]
+        unanswerable = [r for r in self.results if not r.answerable]
+        answered = [r for r in self.results if r.abstained is not None]
+        given = [r for r in answered if r.answerable and r.abstained is False]
+
+        def share(items: Sequence[QuestionResult], test: Callable[[QuestionResult], bool]) -> float | None:
+            return round(sum(1 for r in items if test(r)) / len(items), 3) if items else None
+
+        def mean(values: Iterable[float | None]) -> float | None:
+            present = [v for v in values if v is not None]
+            return round(statistics.fmean(present), 3) if present else None
+
+        def p50(values: Iterable[float]) -> float | None:
+            present = [v for v in values if v]
+            return round(statistics.median(present), 1) if present else None
+
+        answered_answerable = [r for r in answered if r.answerable]
+        with_gold_strings = [r for r in answered_answerable if r.contains_answer is not None]
+        return {
+            "questions": float(len(self.results)),
+            "hit@1": share(answerable, lambda r: r.gold_rank == 1),
+            "hit@5": share(answerable, lambda r: r.gold_rank is not None),
+            "answer_accuracy": share(with_gold_strings, lambda r: bool(r.contains_answer)),
+            "gold_citation_rate": share(answered_answerable, lambda r: bool(r.cites_gold)),
+            "citation_recall": mean(r.citation_recall for r in given),
+            "citation_precision": mean(r.citation_precision for r in given),
+            "final_citation_recall": mean(r.final_citation_recall for r in given),
+            "final_citation_precision": mean(r.final_citation_precision for r in given),
+            "abstention_accuracy": share([r for r in answered if not r.answerable], lambda r: bool(r.abstained))
+            if unanswerable
+            else None,
+            "false_abstention_rate": share(answered_answerable, lambda r: bool(r.abstained)),
+            "p50_total_ms": p50(r.total_ms for r in answered),
+            "p95_total_ms": round(sorted(r.total_ms for r in answered)[int(0.95 * (len(answered) - 1))], 1)
+            if answered
+            else None,
+            "p50_generate_ms": p50(r.generate_ms for r in answered),
+            "p50_verify_ms": p50(r.verify_ms for r in answered),
+            "judge_calls_per_answer": mean(float(r.judge_calls) for r in answered),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "index": self.index,
+            "totals": self.totals(),
+            "results": [asdict(r) for r in self.results],
+        }
+
+
+def load_questions(path: Path, answers: Path | None = None, limit: int | None = None) -> list[EvalQuestion]:
+    extra: dict[str, tuple[str, ...]] = {}
+    if answers is not None:
+        for line in answers.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                extra[row["id"]] = tuple(row["answer_contains"])
+    questions = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        questions.append(
+            EvalQuestion(
+                id=row["id"],
+                question=row["question"],
+                answerable=bool(row.get("answerable", True)),
+                gold_url=row.get("gold_url"),
+                answer_contains=extra.get(row["id"], tuple(row.get("answer_contains", ()))),
+            )
+        )
+    return questions[:limit] if limit else questions
+
+
+def _same_page(url: str, gold: str) -> bool:
+    return url.split("#", 1)[0].rstrip("/") == gold.split("#", 1)[0].rstrip("/")
+
+
+def evaluate(
+    name: str,
+    questions: Sequence[EvalQuestion],
+    index: PassageIndex,
+    embedder: Embedder,
+    answerer: Answerer | None,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> EvalReport:
+    """Retrieval metrics for every question; answer metrics too when an ``answerer`` is given."""
+    report = EvalReport(name=name, index=index.name)
+    for done, item in enumerate(questions, start=1):
+        hits = search(index, embedder, item.question, 5)
+        rank = None
+        if item.gold_url:
+            rank = next((i for i, h in enumerate(hits, start=1) if _same_page(h.url, item.gold_url)), None)
+        result = QuestionResult(item.id, item.question, item.answerable, rank)
+        if answerer is not None:
+            started = time.perf_counter()
+            answer = answerer.answer(item.question, index)
+            result.total_ms = round((time.perf_counter() - started) * 1000, 1)
+            result.abstained = answer.abstained
+            result.answer = answer.answer
+            result.generate_ms = answer.timings.generate_ms
+            result.verify_ms = answer.timings.verify_ms
+            result.judge_calls = answer.usage.judge_calls
+            if item.gold_url:
+                result.cites_gold = any(_same_page(c.url, item.gold_url) for c in answer.citations)
+            if item.answer_contains:
+                lowered = answer.answer.lower()
+                result.contains_answer = any(s.lower() in lowered for s in item.answer_contains)
+            if not answer.abstained:
+                result.citation_recall = answer.generator_citation_recall
+                result.citation_precision = answer.generator_citation_precision
+                result.final_citation_recall = answer.citation_recall
+                result.final_citation_precision = answer.citation_precision
+        report.results.append(result)
+        if progress:
+            progress(done)
+    return report
+
+
+# -- gate ------------------------------------------------------------------------------------
+
+LOWER_IS_BETTER = frozenset({"false_abstention_rate"})
+
+
+@dataclass(frozen=True, slots=True)
+class GateFailure:
+    metric: str
+    value: float | None
+    floor: float
+
+    def __str__(self) -> str:
+        relation = "above the ceiling" if self.metric.split(".", 1)[-1] in LOWER_IS_BETTER else "below the floor"
+        return f"{self.metric} = {self.value} is {relation} {self.floor}"
+
+
+def check_gate(totals_by_set: dict[str, dict[str, float | None]], floors: dict[str, float]) -> list[GateFailure]:
+    """Metrics are named ``SET.METRIC``; a missing value fails too (the gate must not pass by omission)."""
+    failures = []
+    for key, floor in sorted(floors.items()):
+        set_name, _, metric = key.partition(".")
+        value = totals_by_set.get(set_name, {}).get(metric)
+        worse = value is None or (value > floor if metric in LOWER_IS_BETTER else value < floor)
+        if worse:
+            failures.append(GateFailure(key, value, floor))
+    return failures
+
+
+def raise_floors(
+    gate: dict[str, Any], totals_by_set: dict[str, dict[str, float | None]], *, margin: float = 0.05
+) -> dict[str, float]:
+    """Move each floor up to (measured - margin) where that is higher; never down. Returns the changes."""
+    changes: dict[str, float] = {}
+    floors: dict[str, float] = gate["floors"]
+    for key, floor in floors.items():
+        set_name, _, metric = key.partition(".")
+        value = totals_by_set.get(set_name, {}).get(metric)
+        if value is None:
+            continue
+        candidate = round(value + margin if metric in LOWER_IS_BETTER else value - margin, 3)
+        better = candidate < floor if metric in LOWER_IS_BETTER else candidate > floor
+        if better:
+            changes[key] = candidate
+    if changes:
+        floors.update(changes)
+        gate.setdefault("history", []).append(
+            {"date": time.strftime("%Y-%m-%d"), "change": "raised", "floors": dict(changes)}
+        )
+    return changes
+
+
+def lowered_without_reason(gate: dict[str, Any]) -> list[str]:
+    """Floors below an earlier recorded value with no 'lowered' history entry giving a reason."""
+    problems = []
+    best: dict[str, float] = {}
+    for entry in gate.get("history", []):
+        for key, value in entry.get("floors", {}).items():
+            lower_better = key.split(".", 1)[-1] in LOWER_IS_BETTER
+            if entry.get("change") == "lowered":
+                if not entry.get("reason"):
+                    problems.append(f"{key}: lowered in history without a reason")
+                best[key] = value
+            elif key not in best or (value < best[key] if lower_better else value > best[key]):
+                best[key] = value
+    for key, floor in gate["floors"].items():
+        if key in best:
+            lower_better = key.split(".", 1)[-1] in LOWER_IS_BETTER
+            if (floor > best[key]) if lower_better else (floor < best[key]):
+                problems.append(f"{key}: floor {floor} is below its recorded {best[key]} and no reason is given")
+    return problems

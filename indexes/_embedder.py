@@ -85,6 +85,11 @@ class SentenceTransformerEmbedder:
     def dimension(self) -> int:
         return self._dimension
 
+    def vocabulary(self) -> frozenset[str]:
+        """Whole words the tokenizer knows: a word outside it is rare (a name, a term of art)."""
+        vocab = self._model.tokenizer.get_vocab()
+        return frozenset(w for w in vocab if w.isalpha() and not w.startswith("##"))
+
     @property
     def max_tokens(self) -> int:
         return int(self._model.max_seq_length or 256)

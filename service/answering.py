@@ -309,7 +309,9 @@ class Answerer:
             if len(item.cited) > 1 and not item.supported_by_citations:
                 joined = "\n".join(hits[n - 1].text for n, _ in item.cited)
                 similarity = max(e.similarity for _, e in item.cited)
-                union = score_pair(item.sentence.text, joined, similarity, self.verifier.config)
+                union = score_pair(
+                    item.sentence.text, joined, similarity, self.verifier.config, self.verifier.common_words
+                )
                 item.joint = union.verdict == "supported"
         return checked
 

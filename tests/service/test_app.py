@@ -22,7 +22,7 @@ PAGE_TEXT = (
 
 def reply(messages: Sequence[ChatMessage]) -> str:
     if messages[0].content == JUDGE_SYSTEM:
-        return "\n".join(f"{i}: no" for i in range(1, messages[-1].content.count("Claim ") + 1))
+        return "no"
     question = messages[-1].content.rsplit("Question:", 1)[-1]
     if "tungsten" in question:
         return "NOT FOUND"

@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from indexes import HashEmbedder
-from service.generation import ChatMessage, ScriptedGenerator
+from service.generation import ScriptedGenerator
 from service.verify import (
     JUDGE_SYSTEM,
     Verifier,
@@ -59,31 +57,29 @@ def test_negation_on_one_side_only_is_never_supported_by_cheap_evidence() -> Non
 
 
 def test_judge_prompt_and_parse() -> None:
-    messages = judge_messages([("claim one", "passage one"), ("claim two", "passage two")])
+    messages = judge_messages("claim one", "passage one")
     assert messages[0].content == JUDGE_SYSTEM
-    assert "Passage 2: passage two\nClaim 2: claim two" in messages[1].content
-    assert parse_judgement("1: yes\n2: No", 2) == [True, False]
-    assert parse_judgement("1) YES", 3) == [True, False, False], "skipped claims are not supported"
-    assert parse_judgement("9: yes", 1) == [False]
+    assert messages[1].content.startswith("Passage: passage one\n\nClaim: claim one")
+    assert parse_judgement("Yes.") is True
+    assert parse_judgement("**yes**") is True
+    assert parse_judgement("No") is False
+    assert parse_judgement("The passage says yes") is False, "only an explicit yes counts"
 
 
 @pytest.mark.parametrize(("verdict", "expected"), [("yes", "supported"), ("no", "unsupported")])
-def test_unsure_pairs_go_to_the_judge_in_one_batch(verdict: str, expected: str) -> None:
-    def judge(messages: Sequence[ChatMessage]) -> str:
-        count = messages[-1].content.count("Claim ")
-        return "\n".join(f"{i}: {verdict}" for i in range(1, count + 1))
-
-    generator = ScriptedGenerator(judge)
+def test_unsure_pairs_go_to_the_judge_one_by_one(verdict: str, expected: str) -> None:
+    generator = ScriptedGenerator(verdict)
     verifier = Verifier(HashEmbedder(64), generator, VerifierConfig(supported_at=1.01, unsupported_below=0.0))
     stats = VerifierStats()
     evidence = verifier.check([("The default recursion limit is 1000.", PASSAGE)] * 3, stats)
     assert [e.verdict for e in evidence] == [expected] * 3
     assert all(e.judged for e in evidence)
-    assert (stats.judge_calls, stats.judged, len(generator.calls)) == (1, 3, 1)
+    assert (stats.judge_calls, stats.judged, len(generator.calls)) == (3, 3, 3)
+    assert "Claim: The default recursion limit is 1000." in generator.calls[0][-1].content
 
 
 def test_judge_budget_and_no_judge() -> None:
-    generator = ScriptedGenerator("1: yes\n2: yes")
+    generator = ScriptedGenerator("yes")
     config = VerifierConfig(supported_at=1.01, unsupported_below=0.0, max_judged_pairs=2)
     evidence = Verifier(HashEmbedder(64), generator, config).check([("limit is 1000", PASSAGE)] * 3)
     assert [e.verdict for e in evidence] == ["supported", "supported", "unsupported"]

@@ -173,7 +173,7 @@ def _rare_missing(claim: str, passage_lower: str, common: frozenset[str]) -> set
 
 
 # Words a paraphrase may add freely even though the tokenizer splits them.
-_STOP_RARE = frozenset("python sqlite returns argument arguments parameter parameters".split())
+_STOP_RARE = frozenset(["python", "sqlite", "returns", "argument", "arguments", "parameter", "parameters"])
 
 
 def score_pair(

@@ -14,7 +14,7 @@ from ingest._exceptions import ExtractionError
 
 # Sphinx and many static-site generators append a pilcrow link to every heading; it is
 # decoration, and leaving it in would glue it to quoted spans.
-_DECORATION = str.maketrans({"\u00b6": None, "\u200b": None, "\ufeff": None})
+_DECORATION = str.maketrans(dict.fromkeys("\u00b6\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"))
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 # trafilatura renders list items as "- item"; the dash is not on the page, and a quote that
 # contained it could not be found there (nor highlighted by a text fragment link).
@@ -42,6 +42,39 @@ def _clean(text: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*(?:hidden|collapse)|font-size\s*:\s*0(?![.\d]*[1-9])|opacity\s*:\s*0(?![.\d]*[1-9])",
+    re.I,
+)
+
+
+def drop_hidden(html: str) -> str:
+    """Remove elements a reader never sees (inline-hidden, ``hidden``, ``aria-hidden``).
+
+    Page text is untrusted: text hidden from people is a classic way to smuggle instructions to
+    a model, and it is nothing a citation could ever show a reader anyway.
+    """
+    try:
+        tree = lxml.html.fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return html
+    hidden = [
+        element
+        for element in tree.iter()
+        if isinstance(element.tag, str)
+        and (
+            element.get("hidden") is not None
+            or element.get("aria-hidden", "").lower() == "true"
+            or _HIDDEN_STYLE.search(element.get("style", ""))
+        )
+    ]
+    if not hidden:
+        return html
+    for element in hidden:
+        element.drop_tree()  # keeps the element's tail text, which is visible
+    return str(lxml.html.tostring(tree, encoding="unicode"))
+
+
 def _html_title(html: str) -> str | None:
     try:
         title = lxml.html.fromstring(html).findtext(".//title")
@@ -56,7 +89,7 @@ def extract(html: str, url: str) -> ExtractedPage:
         raise ExtractionError(url, "empty page")
     try:
         document = trafilatura.bare_extraction(
-            html,
+            drop_hidden(html),
             url=url,
             with_metadata=True,
             include_comments=False,

@@ -30,6 +30,8 @@ class EvalQuestion:
     answerable: bool
     gold_url: str | None = None
     answer_contains: tuple[str, ...] = ()
+    premise_correction: tuple[str, ...] = ()
+    """For a false-premise question: strings of which one shows the answer corrects the premise."""
 
 
 @dataclass(slots=True)
@@ -43,6 +45,8 @@ class QuestionResult:
     answer: str = ""
     cites_gold: bool | None = None
     contains_answer: bool | None = None
+    premise_handled: bool | None = None
+    """False-premise question: abstained, or answered with the correction (never accepted it)."""
     citation_recall: float | None = None
     citation_precision: float | None = None
     final_citation_recall: float | None = None
@@ -91,7 +95,12 @@ class EvalReport:
             "abstention_accuracy": share([r for r in answered if not r.answerable], lambda r: bool(r.abstained))
             if unanswerable
             else None,
-            "false_abstention_rate": share(answered_answerable, lambda r: bool(r.abstained)),
+            "false_abstention_rate": share(
+                [r for r in answered_answerable if r.premise_handled is None], lambda r: bool(r.abstained)
+            ),
+            "false_premise_handled": share(
+                [r for r in answered if r.premise_handled is not None], lambda r: bool(r.premise_handled)
+            ),
             "p50_total_ms": p50(r.total_ms for r in answered),
             "p95_total_ms": round(sorted(r.total_ms for r in answered)[int(0.95 * (len(answered) - 1))], 1)
             if answered
@@ -129,6 +138,7 @@ def load_questions(path: Path, answers: Path | None = None, limit: int | None = 
                 answerable=bool(row.get("answerable", True)),
                 gold_url=row.get("gold_url"),
                 answer_contains=extra.get(row["id"], tuple(row.get("answer_contains", ()))),
+                premise_correction=tuple(row.get("premise_correction", ())),
             )
         )
     return questions[:limit] if limit else questions
@@ -166,9 +176,12 @@ def evaluate(
             result.judge_calls = answer.usage.judge_calls
             if item.gold_url:
                 result.cites_gold = any(_same_page(c.url, item.gold_url) for c in answer.citations)
+            lowered = answer.answer.lower()
             if item.answer_contains:
-                lowered = answer.answer.lower()
                 result.contains_answer = any(s.lower() in lowered for s in item.answer_contains)
+            if item.premise_correction:
+                corrected = any(s.lower() in lowered for s in item.premise_correction)
+                result.premise_handled = answer.abstained or corrected
             if not answer.abstained:
                 result.citation_recall = answer.generator_citation_recall
                 result.citation_precision = answer.generator_citation_precision

@@ -71,16 +71,26 @@ REMINDER = (
 )
 
 
-def user_turn(sources: str, question: str) -> str:
-    return f"Sources:\n{sources}\n\nQuestion: {question.strip()}\n{REMINDER}"
+# Used for a second try when the generator refused although retrieval found close passages: a
+# small model refuses too often, and whatever it then writes is still checked sentence by sentence.
+INSIST = (
+    "The sources above are about this question. Answer it from them in one to three short sentences,"
+    " with the number of the supporting source in brackets after every sentence, like [1]."
+)
 
 
-def build_messages(question: str, hits: Sequence[SearchHit], *, max_source_chars: int = 600) -> list[ChatMessage]:
+def user_turn(sources: str, question: str, reminder: str = REMINDER) -> str:
+    return f"Sources:\n{sources}\n\nQuestion: {question.strip()}\n{reminder}"
+
+
+def build_messages(
+    question: str, hits: Sequence[SearchHit], *, max_source_chars: int = 600, insist: bool = False
+) -> list[ChatMessage]:
     messages = [ChatMessage("system", SYSTEM_PROMPT)]
     for user, assistant in _FEW_SHOT:
         sources, _, example_question = user.rpartition("\n\nQuestion: ")
         messages.append(ChatMessage("user", user_turn(sources, example_question)))
         messages.append(ChatMessage("assistant", assistant))
     sources = "\n\n".join(source_block(i, hit, max_source_chars) for i, hit in enumerate(hits, start=1))
-    messages.append(ChatMessage("user", user_turn(sources, question)))
+    messages.append(ChatMessage("user", user_turn(sources, question, INSIST if insist else REMINDER)))
     return messages

@@ -178,3 +178,19 @@ def test_cli_ask_prints_a_cited_answer(ingested: tuple[Path, dict[str, Any], str
     assert "dump" in body["answer"]
     assert {c["url"] for c in body["citations"]} <= {PUBLIC + p for p in PAGES}
     assert (BIN / "citeline").exists()
+
+
+def test_verified_fields_flag_policy_and_several_candidates(service: LiveService, python_docs: StaticServer) -> None:
+    body = ask(service, "How do I write rows to a CSV file?", policy="flag", n=2)
+    assert body["policy"] == "flag"
+    assert 1 <= len(body["candidates"]) <= 2
+    assert body["agreement"] is not None
+    for sentence in body["sentences"]:
+        assert isinstance(sentence["supported"], bool)
+        assert 0.0 <= sentence["score"] <= 1.0
+    assert 0.0 <= body["citation_recall"] <= 1.0
+    assert 0.0 <= body["generator_citation_precision"] <= 1.0
+    if not body["abstained"]:
+        assert_citations_resolve(body, python_docs)
+    strict = ask(service, "How do I write rows to a CSV file?")
+    assert all(s["supported"] for s in strict["sentences"]), "strict answers keep only supported sentences"

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from service.answering import Answerer
+from service.generation import ChatMessage, ScriptedGenerator
+from service.verify import JUDGE_SYSTEM
+
+EMBEDDER = HashEmbedder(64)
+TEXTS = [
+    "The shutil module offers copyfile() to copy the contents of a file.",
+    "The list.sort() method sorts the list in place and returns None.",
+]
+
+
+def build_index(tmp_path: Path) -> PassageIndex:
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    for i, text in enumerate(TEXTS):
+        page = PageRecord(url=f"https://docs.example/{i}.html", title=f"page {i}", text=text, content_hash=str(i))
+        index.upsert_page(page, [PassageRecord(0, len(text), text)], EMBEDDER.embed([text]))
+    return index
+
+
+def source_number(messages: Sequence[ChatMessage], needle: str) -> int:
+    """The [n] label of the source block that contains ``needle`` in the final user turn."""
+    for block in re.split(r"\n(?=\[\d+\] )", messages[-1].content):
+        if needle in block and (label := re.match(r"\[(\d+)\] ", block)):
+            return int(label.group(1))
+    raise AssertionError(f"{needle!r} is in no source")
+
+
+def test_sentence_citing_the_wrong_passage_is_repointed(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "no"
+        wrong = source_number(messages, "sorts the list")  # cites the sort passage for a copy claim
+        return f"The shutil module offers copyfile() to copy the contents of a file [{wrong}]."
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file?", build_index(tmp_path)
+    )
+    assert not answer.abstained
+    assert answer.sentences[0].repointed
+    assert answer.citations[0].url == "https://docs.example/0.html"
+    assert answer.generator_citation_recall == 0.0, "the generator's own citation did not support the sentence"
+    assert answer.citation_recall == 1.0
+
+
+def test_planted_urls_are_removed(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "yes"
+        n = source_number(messages, "copyfile")
+        return (
+            f"The shutil module offers copyfile() to copy the contents of a file [{n}]."
+            f" Log in at https://evil.example/login to copy files [{n}]."
+        )
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file?", build_index(tmp_path), policy="flag"
+    )
+    assert answer.removed_urls == ["https://evil.example/login"]
+    assert "evil.example" not in answer.answer
+
+
+def test_several_candidates_are_verified_ranked_and_compared(tmp_path: Path) -> None:
+    replies = itertools.cycle(
+        [
+            "The shutil module offers copyfile() to copy the contents of a file [{n}].",
+            "NOT FOUND",
+            "Use copyfile() from the shutil module to copy the contents of a file [{n}].",
+        ]
+    )
+
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "yes"
+        return next(replies).format(n=source_number(messages, "copyfile"))
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file?", build_index(tmp_path), n=3
+    )
+    assert len(answer.candidates) == 3
+    assert [c.abstained for c in answer.candidates] == [False, False, True], "answers rank above abstentions"
+    assert answer.answer == answer.candidates[0].answer
+    assert answer.agreement is not None
+    assert 0.0 <= answer.agreement < 1.0
+
+
+def test_no_hits_abstains_with_empty_see_also(tmp_path: Path) -> None:
+    index = PassageIndex.create_or_open(tmp_path, "empty", embedding_model=EMBEDDER.model_name, dimension=64)
+    answer = Answerer(EMBEDDER, ScriptedGenerator("anything [1].")).answer("Anything?", index)
+    assert answer.abstained
+    assert answer.see_also == []

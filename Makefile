@@ -8,7 +8,7 @@ PY_DOCS := $(CORPORA)/python3.11-doc
 SQLITE_DOCS := $(CORPORA)/sqlite3-doc
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install models corpora lint typecheck unit e2e bench clean
+.PHONY: demo test install models corpora lint typecheck unit e2e bench eval clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ e2e: models corpora
 ## test: everything CI runs: lint, strict typing, unit tests, end-to-end tests with the real models
 test: models corpora lint typecheck
 	$(BIN)/pytest
+
+## bench / eval: need the python-docs index that `make demo` builds
+bench: models
+	$(BIN)/python bench/ask_latency.py --index python-docs
+	$(BIN)/python bench/checker_accuracy.py
+
+eval: models
+	$(BIN)/citeline eval eval/sets/python_faq.jsonl eval/sets/python_faq_paraphrased.jsonl \
+		eval/sets/python_offcorpus.jsonl eval/sets/python_false_premise.jsonl --index python-docs \
+		--answers eval/sets/python_faq_answers.jsonl --out bench/results/eval_python_docs.json
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -74,6 +74,8 @@ def main() -> None:
                 "retrieve_ms": answer.timings.retrieve_ms,
                 "ttft_ms": answer.timings.time_to_first_token_ms,
                 "generate_ms": answer.timings.generate_ms,
+                "verify_ms": answer.timings.verify_ms,
+                "judge_calls": answer.usage.judge_calls,
                 "total_ms": answer.timings.total_ms,
                 "tokens_per_second": answer.usage.tokens_per_second,
                 "baseline_generate_ms": round(bare.seconds * 1000, 1),
@@ -94,6 +96,10 @@ def main() -> None:
         "p50_ttft_ms": statistics.median(column("ttft_ms")),
         "p50_retrieve_ms": statistics.median(column("retrieve_ms")),
         "p50_generate_ms": statistics.median(column("generate_ms")),
+        "p50_verify_ms": statistics.median(column("verify_ms")),
+        "mean_verify_ms": round(statistics.fmean(column("verify_ms")), 1),
+        "p50_verify_share": round(statistics.median(r["verify_ms"] / r["total_ms"] for r in rows if r["total_ms"]), 4),
+        "judge_calls": sum(r["judge_calls"] for r in rows),
         "p50_prompt_tokens": statistics.median(column("prompt_tokens")),
         "p50_decode_tokens_per_second": statistics.median(decode_rates) if decode_rates else 0.0,
         "baseline_p50_generate_ms": statistics.median(column("baseline_generate_ms")),
@@ -131,6 +137,11 @@ def main() -> None:
         f"{summary['p50_ttft_ms'] / max(summary['baseline_p50_ttft_ms'], 1):.3f}",
     )  # fmt: skip
     summary_table.add_row("p95 total ms", f"{summary['p95_total_ms']:.0f}", "", "")
+    verify_cell = f"{summary['p50_verify_ms']:.0f} / {summary['mean_verify_ms']:.0f}"
+    summary_table.add_row(
+        "verify ms p50 / mean (share of total, p50)", verify_cell, "", f"{summary['p50_verify_share']:.3f}"
+    )
+    summary_table.add_row("judge calls (all questions)", str(summary["judge_calls"]), "", "")
     summary_table.add_row("p50 retrieve ms", f"{summary['p50_retrieve_ms']:.0f}", "", "")
     summary_table.add_row("p50 prompt tokens", f"{summary['p50_prompt_tokens']:.0f}", "", "")
     summary_table.add_row("p50 decode tokens/s", f"{summary['p50_decode_tokens_per_second']:.1f}", "", "")

@@ -421,7 +421,7 @@ class PassageIndex:
         with self._lock:
             row = self._conn.execute(
                 "SELECT url, title, text, fetched_url, author, date, sitename, language, content_hash,"
-                " fetched_at FROM pages WHERE url=?",
+                " fetched_at, chunking FROM pages WHERE url=?",
                 (url,),
             ).fetchone()
         if row is None:
@@ -437,6 +437,7 @@ class PassageIndex:
             language=row[7],
             content_hash=row[8],
             fetched_at=row[9],
+            chunking=row[10],
         )
 
     def page_urls(self) -> list[str]:

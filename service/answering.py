@@ -226,6 +226,13 @@ class _Checked:
         return self.joint or any(e.verdict == "supported" for _, e in self.cited)
 
 
+def claim_text(question: str, sentence: str) -> str:
+    """What to verify: a fragment answer ("csv.writer()") only means something with its question."""
+    if len(sentence.split()) >= 5:
+        return sentence
+    return f"{question.strip().rstrip('?')}: {sentence}"
+
+
 def _alpha(text: str) -> bool:
     return bool(re.search(r"[A-Za-z]{2}", text))
 
@@ -283,7 +290,7 @@ class Answerer:
     # -- verification ------------------------------------------------------------------------
 
     def _check(
-        self, parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit], stats: VerifierStats
+        self, question: str, parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit], stats: VerifierStats
     ) -> list[_Checked]:
         """Score every claim against its cited passages and against the best other passage."""
         pairs: list[tuple[str, str]] = []
@@ -291,17 +298,16 @@ class Answerer:
         for i, sentence in enumerate(parsed):
             if sentence.is_code:
                 continue
+            claim = claim_text(question, sentence.text)
             for number in sentence.markers:
-                pairs.append((sentence.text, hits[number - 1].text))
+                pairs.append((claim, hits[number - 1].text))
                 slots.append((i, number, False))
             others = [n for n in range(1, len(hits) + 1) if n not in sentence.markers]
             if others:
-                coverage, best = max((best_span(sentence.text, hits[n - 1].text)[1], n) for n in others)
-                cited_coverage = max(
-                    (best_span(sentence.text, hits[n - 1].text)[1] for n in sentence.markers), default=0
-                )
+                coverage, best = max((best_span(claim, hits[n - 1].text)[1], n) for n in others)
+                cited_coverage = max((best_span(claim, hits[n - 1].text)[1] for n in sentence.markers), default=0)
                 if coverage > cited_coverage:
-                    pairs.append((sentence.text, hits[best - 1].text))
+                    pairs.append((claim, hits[best - 1].text))
                     slots.append((i, best, True))
         evidence = self.verifier.check(pairs, stats)
         checked = [_Checked(sentence, []) for sentence in parsed]
@@ -314,16 +320,20 @@ class Answerer:
             if len(item.cited) > 1 and not item.supported_by_citations:
                 joined = "\n".join(hits[n - 1].text for n, _ in item.cited)
                 similarity = max(e.similarity for _, e in item.cited)
-                union = score_pair(
-                    item.sentence.text, joined, similarity, self.verifier.config, self.verifier.common_words
-                )
+                claim = claim_text(question, item.sentence.text)
+                union = score_pair(claim, joined, similarity, self.verifier.config, self.verifier.common_words)
                 item.joint = union.verdict == "supported"
         return checked
 
     def _verified(
-        self, parsed: Sequence[ParsedSentence], hits: Sequence[SearchHit], policy: Policy, stats: VerifierStats
+        self,
+        question: str,
+        parsed: Sequence[ParsedSentence],
+        hits: Sequence[SearchHit],
+        policy: Policy,
+        stats: VerifierStats,
     ) -> tuple[Candidate, list[str], tuple[float, float]]:
-        checked = self._check(parsed, hits, stats)
+        checked = self._check(question, parsed, hits, stats)
         generator_metrics = _alce(checked)
         book = _CitationBook()
         sentences: list[AnswerSentence] = []
@@ -365,7 +375,8 @@ class Answerer:
         precision = sum(1 for s, _ in cited_pairs if s.supported) / len(cited_pairs) if cited_pairs else 0.0
         prose = [s for s in sentences if _alpha(s.text)]
         support = float(np.mean([s.score for s in prose])) if prose else 0.0
-        abstained = not any(s.supported and s.citations for s in sentences)
+        # Under flag the unsupported sentences are the answer, marked; under strict nothing is left.
+        abstained = not sentences if policy == "flag" else not any(s.supported and s.citations for s in sentences)
         candidate = Candidate(
             answer=renumber([(s.text, s.citations) for s in sentences]),
             abstained=abstained,
@@ -423,7 +434,7 @@ class Answerer:
                 dropped = [m for s in parsed for m in s.invalid_markers]
                 if is_abstention(text):
                     parsed = []
-                candidate, removed, generator_metrics = self._verified(parsed, hits, policy, stats)
+                candidate, removed, generator_metrics = self._verified(question, parsed, hits, policy, stats)
                 verify_s += time.perf_counter() - t0
                 scored.append((candidate, removed, dropped, urls, generator_metrics))
         scored.sort(key=lambda s: (not s[0].abstained, s[0].citation_recall, s[0].support), reverse=True)

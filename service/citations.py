@@ -138,13 +138,25 @@ class ParsedSentence:
     is_code: bool = False
 
 
+def _stem(word: str) -> str:
+    """Fold the commonest English inflections so "rows" meets "row" and "writes" meets "write"."""
+    if "." in word or "_" in word or word.isdigit() or len(word) <= 3:
+        return word
+    for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", "e"), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + replacement
+    return word
+
+
 def content_tokens(text: str) -> set[str]:
-    """Lower-cased content words, numbers and identifiers (``json.load`` also gives ``json``, ``load``)."""
+    """Lower-cased, lightly stemmed content words, numbers and identifiers (``json.load`` also
+    gives ``json`` and ``load``)."""
     tokens: set[str] = set()
     for match in _TOKEN.finditer(text):
         token = match.group().lower()
         if token in _STOPWORDS or (len(token) < 2 and not token.isdigit()):
             continue
+        token = _stem(token)
         tokens.add(token)
         if "." in token:
             tokens.update(part for part in token.split(".") if part not in _STOPWORDS and len(part) > 1)

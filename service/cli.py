@@ -265,6 +265,7 @@ def eval_command(
         Path | None, typer.Option(help="JSONL of id -> answer_contains for answer accuracy (all sets).")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Questions per set at most (the first N).")] = None,
+    every: Annotated[int, typer.Option(min=1, help="Keep every Nth question of each set (an even sample).")] = 1,
     retrieval_only: Annotated[bool, typer.Option(help="Only retrieval metrics (no generation).")] = False,
     out: Annotated[Path | None, typer.Option(help="Write the per-question results and totals as JSON here.")] = None,
     gate: Annotated[Path | None, typer.Option(help="Gate file: fail when a total is below its pinned floor.")] = None,
@@ -297,7 +298,7 @@ def eval_command(
     totals: dict[str, dict[str, float | None]] = {}
     reports = []
     for path in question_sets:
-        questions = load_questions(path, answers, limit)
+        questions = load_questions(path, answers, limit, every)
         with Progress(SpinnerColumn(), TextColumn(path.stem), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as progress:  # fmt: skip
             task = progress.add_task(path.stem, total=len(questions))

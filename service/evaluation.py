@@ -119,7 +119,11 @@ class EvalReport:
         }
 
 
-def load_questions(path: Path, answers: Path | None = None, limit: int | None = None) -> list[EvalQuestion]:
+def load_questions(
+    path: Path, answers: Path | None = None, limit: int | None = None, every: int = 1
+) -> list[EvalQuestion]:
+    """Read a set; ``every`` keeps every Nth question (an even sample over all pages), ``limit``
+    then keeps the first N of those."""
     extra: dict[str, tuple[str, ...]] = {}
     if answers is not None:
         for line in answers.read_text().splitlines():
@@ -141,6 +145,7 @@ def load_questions(path: Path, answers: Path | None = None, limit: int | None = 
                 premise_correction=tuple(row.get("premise_correction", ())),
             )
         )
+    questions = questions[:: max(1, every)]
     return questions[:limit] if limit else questions
 
 

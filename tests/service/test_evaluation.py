@@ -74,6 +74,8 @@ def test_evaluate_computes_retrieval_answer_citation_and_abstention_metrics(tmp_
     assert totals["false_abstention_rate"] == 0.0
     assert totals["false_premise_handled"] == 1.0
     assert totals["citation_recall"] == 1.0
+    assert [q.id for q in load_questions(questions, every=2)] == ["a", "c"]
+    assert [q.id for q in load_questions(questions, every=2, limit=1)] == ["a"]
     retrieval_only = evaluate("q", load_questions(questions), index, EMBEDDER, None).totals()
     assert retrieval_only["hit@5"] == 1.0
     assert retrieval_only["answer_accuracy"] is None

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import lxml.html
@@ -80,6 +81,13 @@ class LiveService:
     base_url: str
     process: subprocess.Popen[str]
     data_dir: Path
+
+    def ask(self, question: str, **extra: Any) -> dict[str, Any]:
+        """POST /v1/ask and return the answer (the request must succeed)."""
+        response = httpx.post(f"{self.base_url}/v1/ask", json={"question": question, **extra}, timeout=180)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
 
 
 @contextlib.contextmanager

@@ -70,13 +70,6 @@ def service(ingested: tuple[Path, dict[str, Any], str]) -> Iterator[LiveService]
         yield live
 
 
-def ask(service: LiveService, question: str, **extra: Any) -> dict[str, Any]:
-    response = httpx.post(f"{service.base_url}/v1/ask", json={"question": question, **extra}, timeout=180)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def assert_citations_resolve(body: dict[str, Any], python_docs: StaticServer) -> None:
     """Every citation points at a crawled page, quotes text really on that page, and its
     fragment link is built from that quote."""
@@ -117,7 +110,7 @@ def test_reingest_does_not_duplicate(ingested: tuple[Path, dict[str, Any], str],
 
 
 def test_json_question_is_answered_from_the_json_docs(service: LiveService, python_docs: StaticServer) -> None:
-    body = ask(service, "How do I read a JSON file in Python?")
+    body = service.ask("How do I read a JSON file in Python?")
     assert body["abstained"] is False, body
     assert "json.load" in body["answer"]
     assert any(
@@ -128,7 +121,7 @@ def test_json_question_is_answered_from_the_json_docs(service: LiveService, pyth
 
 
 def test_csv_question_cites_the_csv_page(service: LiveService, python_docs: StaticServer) -> None:
-    body = ask(service, "Which function writes rows to a CSV file?")
+    body = service.ask("Which function writes rows to a CSV file?")
     assert body["abstained"] is False, body
     assert "writer" in body["answer"]
     assert any(c["url"] == PUBLIC + "library/csv.html" for c in body["citations"])
@@ -140,7 +133,7 @@ def test_csv_question_cites_the_csv_page(service: LiveService, python_docs: Stat
     ["Who won the 2018 FIFA World Cup?", "How do I create a pool of worker threads with concurrent.futures?"],
 )
 def test_off_corpus_question_abstains(service: LiveService, question: str) -> None:
-    body = ask(service, question)
+    body = service.ask(question)
     assert body["abstained"] is True, body
     assert body["citations"] == []
     assert body["answer"] == "The sources do not answer this question."
@@ -181,7 +174,7 @@ def test_cli_ask_prints_a_cited_answer(ingested: tuple[Path, dict[str, Any], str
 
 
 def test_verified_fields_flag_policy_and_several_candidates(service: LiveService, python_docs: StaticServer) -> None:
-    body = ask(service, "How do I write rows to a CSV file?", policy="flag", n=2)
+    body = service.ask("How do I write rows to a CSV file?", policy="flag", n=2)
     assert body["policy"] == "flag"
     assert 1 <= len(body["candidates"]) <= 2
     assert body["agreement"] is not None
@@ -192,5 +185,5 @@ def test_verified_fields_flag_policy_and_several_candidates(service: LiveService
     assert 0.0 <= body["generator_citation_precision"] <= 1.0
     if not body["abstained"]:
         assert_citations_resolve(body, python_docs)
-    strict = ask(service, "How do I write rows to a CSV file?")
+    strict = service.ask("How do I write rows to a CSV file?")
     assert all(s["supported"] for s in strict["sentences"]), "strict answers keep only supported sentences"

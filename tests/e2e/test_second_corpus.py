@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import LiveService, StaticServer, assert_quote_on_page, citeline_env, live_service, run_citeline
@@ -33,15 +31,8 @@ def service(sqlite_docs: StaticServer, tmp_path_factory: pytest.TempPathFactory)
         yield live
 
 
-def ask(service: LiveService, question: str) -> dict[str, Any]:
-    response = httpx.post(f"{service.base_url}/v1/ask", json={"question": question}, timeout=180)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def test_rename_table_answer_cites_alter_table(service: LiveService, sqlite_docs: StaticServer) -> None:
-    body = ask(service, "How do I rename a table in SQLite?")
+    body = service.ask("How do I rename a table in SQLite?")
     assert body["abstained"] is False, body
     assert "RENAME" in body["answer"].upper()
     cited = {c["url"] for c in body["citations"]}
@@ -52,7 +43,7 @@ def test_rename_table_answer_cites_alter_table(service: LiveService, sqlite_docs
 
 
 def test_off_corpus_question_abstains(service: LiveService) -> None:
-    body = ask(service, "What is the population of Lisbon?")
+    body = service.ask("What is the population of Lisbon?")
     assert body["abstained"] is True, body
     assert body["citations"] == []
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -229,19 +229,11 @@ def parse_judgement(text: str) -> bool:
 
 
 @dataclass(slots=True)
-class PairCheck:
-    claim: str
-    passage: str
-    evidence: Evidence | None = None
-
-
-@dataclass(slots=True)
 class VerifierStats:
     pairs: int = 0
     judged: int = 0
     judge_seconds: float = 0.0
     judge_calls: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 class Verifier:

@@ -302,11 +302,12 @@ class Answerer:
             for number in sentence.markers:
                 pairs.append((claim, hits[number - 1].text))
                 slots.append((i, number, False))
-            others = [n for n in range(1, len(hits) + 1) if n not in sentence.markers]
+            coverage = {n: best_span(claim, hit.text)[1] for n, hit in enumerate(hits, start=1)}
+            others = [n for n in coverage if n not in sentence.markers]
             if others:
-                coverage, best = max((best_span(claim, hits[n - 1].text)[1], n) for n in others)
-                cited_coverage = max((best_span(claim, hits[n - 1].text)[1] for n in sentence.markers), default=0)
-                if coverage > cited_coverage:
+                best = max(others, key=lambda n: (coverage[n], n))
+                cited_coverage = max((coverage[n] for n in sentence.markers), default=0.0)
+                if coverage[best] > cited_coverage:
                     pairs.append((claim, hits[best - 1].text))
                     slots.append((i, best, True))
         evidence = self.verifier.check(pairs, stats)

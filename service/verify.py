@@ -177,14 +177,21 @@ _STOP_RARE = frozenset(["python", "sqlite", "returns", "argument", "arguments", 
 
 
 def score_pair(
-    claim: str, passage: str, similarity: float, config: VerifierConfig, common: frozenset[str] = frozenset()
+    claim: str,
+    passage: str,
+    similarity: float,
+    config: VerifierConfig,
+    common: frozenset[str] = frozenset(),
+    *,
+    match: tuple[Span, float] | None = None,
 ) -> Evidence:
     """Cheap evidence for one (claim, passage) pair; ``similarity`` is claim-vs-span cosine.
 
+    ``match`` is ``best_span(claim, passage)`` when the caller already has it.
     ``common`` is the everyday vocabulary (the embedder tokenizer's whole words), used to spot a
     rare word of the claim that the passage lacks.
     """
-    span, coverage = best_span(claim, passage)
+    span, coverage = match or best_span(claim, passage)
     passage_lower = passage.lower()
     passage_numbers = _numbers(passage)
     missing_numbers = tuple(sorted(n for n in _numbers(claim) if n not in passage_numbers))
@@ -250,13 +257,13 @@ class Verifier:
         stats = stats if stats is not None else VerifierStats()
         if not pairs:
             return []
-        spans = [best_span(claim, passage)[0].text for claim, passage in pairs]
-        vectors = self.embedder.embed([c for c, _ in pairs] + spans)
+        matches = [best_span(claim, passage) for claim, passage in pairs]
+        vectors = self.embedder.embed([c for c, _ in pairs] + [span.text for span, _ in matches])
         claims, span_vectors = vectors[: len(pairs)], vectors[len(pairs) :]
         similarities = np.einsum("ij,ij->i", claims, span_vectors)
         evidence = [
-            score_pair(claim, passage, float(sim), self.config, self.common_words)
-            for (claim, passage), sim in zip(pairs, similarities, strict=True)
+            score_pair(claim, passage, float(sim), self.config, self.common_words, match=match)
+            for (claim, passage), sim, match in zip(pairs, similarities, matches, strict=True)
         ]
         stats.pairs += len(pairs)
         unsure = sorted((i for i, e in enumerate(evidence) if e.verdict == "unsure"), key=lambda i: -evidence[i].score)

@@ -22,6 +22,7 @@ from indexes import Embedder, PassageIndex, SearchHit
 from service.citations import ParsedSentence, Span, best_span, content_tokens, fragment_url, parse_answer, renumber
 from service.generation import GenerationResult, Generator, TokenCallback
 from service.prompt import NOT_FOUND, build_messages
+from service.scope import distinctive_terms
 from service.verify import Evidence, Verifier, VerifierConfig, VerifierStats, score_pair
 
 Policy = Literal["strict", "flag"]
@@ -154,6 +155,9 @@ class Answer:
     """All distinct verified candidates, best first, when more than one was asked for."""
     agreement: float | None = None
     """Mean pairwise similarity of the non-abstaining candidates (1 = they say the same)."""
+    unknown_terms: list[str] = field(default_factory=list)
+    """Distinctive terms of the question that no passage of the index mentions: the answer
+    abstained without generating, since the corpus cannot be about them."""
 
 
 def retrieved(hit: SearchHit) -> RetrievedPassage:
@@ -275,6 +279,7 @@ class Answerer:
         verifier: Verifier | None = None,
         temperature: float = 0.7,
         retry_refusal_at: float = 0.5,
+        abstain_on_unknown_terms: bool = True,
     ) -> None:
         self.embedder = embedder
         self.generator = generator
@@ -283,6 +288,7 @@ class Answerer:
         self.verifier = verifier or Verifier(embedder, generator, VerifierConfig())
         self.temperature = temperature
         self.retry_refusal_at = retry_refusal_at
+        self.abstain_on_unknown_terms = abstain_on_unknown_terms
         """A refusal is retried once when the best passage is at least this similar to the question
         (measured: off-corpus questions' best passage stays below ~0.52 on the Python docs and ~0.35
         on the Django docs; paraphrased FAQ questions are above 0.59 for three in four)."""
@@ -408,7 +414,10 @@ class Answerer:
         results: list[GenerationResult] = []
         scored: list[tuple[Candidate, list[str], list[int], list[str], tuple[float, float]]] = []
         verify_s = 0.0
-        if hits:
+        unknown: list[str] = []
+        if hits and self.abstain_on_unknown_terms:
+            unknown = index.unmentioned(distinctive_terms(question, self.verifier.common_words))
+        if hits and not unknown:
             messages = build_messages(question, hits)
             seen: set[str] = set()
             for attempt in range(n):
@@ -481,6 +490,7 @@ class Answerer:
                 removed_urls=best[3] if best else [],
                 candidates=[s[0] for s in scored] if n > 1 else [],
                 agreement=agreement,
+                unknown_terms=unknown,
             )
         candidate, removed, dropped, urls, generator_metrics = best
         return Answer(

@@ -55,6 +55,8 @@ class QuestionResult:
     generate_ms: float = 0.0
     verify_ms: float = 0.0
     judge_calls: int = 0
+    unknown_terms: list[str] = field(default_factory=list)
+    """Question terms the index never mentions (the answer abstained before generating)."""
 
 
 @dataclass(slots=True)
@@ -179,6 +181,7 @@ def evaluate(
             result.generate_ms = answer.timings.generate_ms
             result.verify_ms = answer.timings.verify_ms
             result.judge_calls = answer.usage.judge_calls
+            result.unknown_terms = answer.unknown_terms
             if item.gold_url:
                 result.cites_gold = any(_same_page(c.url, item.gold_url) for c in answer.citations)
             lowered = answer.answer.lower()

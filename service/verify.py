@@ -115,34 +115,70 @@ class VerifierConfig:
     use_judge: bool = True
 
 
+_SCALE_WORDS = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000}
+_SCALED = re.compile(
+    r"\b(\d+|one|two|three|four|five|six|seven|eight|nine|ten|a)\s+(hundred|thousand|million|billion)\b", re.I
+)
+
+
 def _numbers(text: str) -> set[str]:
     found = {m.group().replace(",", "") for m in _NUMBER.finditer(text)}
     found |= {_NUMBER_WORDS[w.lower()] for w in _WORD.findall(text) if w.lower() in _NUMBER_WORDS}
+    for amount, scale in _SCALED.findall(text):
+        base = int(amount) if amount.isdigit() else int(_NUMBER_WORDS.get(amount.lower(), "1"))
+        found.add(str(base * _SCALE_WORDS[scale.lower()]))
     return found
 
 
-def _names(text: str) -> set[str]:
+# "the pdb module", "the STRICT keyword": the word before a kind-of-thing noun is a name even
+# when it is an everyday word.
+_KIND_NOUNS = (
+    "module|modules|function|functions|method|methods|class|classes|keyword|keywords|statement|statements|"
+    "exception|exceptions|attribute|attributes|operator|operators|decorator|decorators|option|options|"
+    "pragma|pragmas|command|commands|package|packages|constraint|constraints|clause|clauses"
+)
+_KIND_NAME = re.compile(rf"\b([A-Za-z_][\w.]*)\s+(?:{_KIND_NOUNS})\b")
+_PATH = re.compile(r"(?<![\w/])(/[\w.-]+(?:/[\w.-]+)+)")
+_NOT_KIND_NAMES = frozenset(
+    ["the", "a", "an", "this", "that", "each", "every", "any", "same", "other", "built", "new", "its"]
+)
+
+
+def code_names(text: str) -> set[str]:
+    """Backticked, dotted, snake_case, camelCase, CamelCase and ALLCAPS names, call parens dropped."""
     names: set[str] = set()
     for match in _CODE_NAME.finditer(text):
         name = (match.group(1) or match.group(2) or "").strip()
         name = re.sub(r"\(.*\)$", "", name).strip(".,;:")
         if len(name) > 1 and re.search(r"[A-Za-z]", name):
             names.add(name)
+    return names
+
+
+def _names(text: str) -> set[str]:
+    names = code_names(text)
     for index, word in enumerate(text.split()):
         bare = word.strip(".,;:!?()[]\"'“”‘’`")
         if index and bare[:1].isupper() and bare not in _SENTENCE_STARTERS and len(bare) > 2 and bare.isalpha():
             names.add(bare)
-    return names
+    names |= {m.group(1).rstrip(".") for m in _KIND_NAME.finditer(text) if m.group(1).lower() not in _NOT_KIND_NAMES}
+    names |= {m.group(1).rstrip(".") for m in _PATH.finditer(text)}
+    return {n for n in names if len(n) > 1}
 
 
-def _name_present(name: str, passage_lower: str) -> bool:
-    lowered = name.lower()
-    if lowered in passage_lower:
+def _name_present(name: str, text: str) -> bool:
+    """Whole-word presence; ALLCAPS keywords must match in case ("STRICT" is not "strict")."""
+    haystack, needle = (text, name) if name.isupper() else (text.lower(), name.lower())
+    if re.search(rf"(?<![\w]){re.escape(needle)}(?![\w])", haystack):
         return True
-    # A dotted name counts when each of its parts is in the passage ("json.load" on a page that
-    # writes "load(fp)" under the json module).
-    parts = [p for p in lowered.split(".") if p]
-    return len(parts) > 1 and all(re.search(rf"\b{re.escape(p)}\b", passage_lower) for p in parts)
+    # A dotted name counts when each of its parts is in the text ("json.load" on a page that
+    # writes "load(fp)" under the json module); single letters ("a.append") prove nothing.
+    parts = [p for p in needle.split(".") if p]
+    return (
+        len(parts) > 1
+        and all(len(p) > 1 for p in parts)
+        and all(re.search(rf"(?<![\w]){re.escape(p)}(?![\w])", haystack) for p in parts)
+    )
 
 
 def _negated(text: str) -> bool:
@@ -192,14 +228,14 @@ def score_pair(
     rare word of the claim that the passage lacks.
     """
     span, coverage = match or best_span(claim, passage)
-    passage_lower = passage.lower()
     passage_numbers = _numbers(passage)
     missing_numbers = tuple(sorted(n for n in _numbers(claim) if n not in passage_numbers))
-    names = {n for n in _names(claim) if not _name_present(n, passage_lower)}
-    names |= _rare_missing(claim, passage_lower, common)
+    names = {n for n in _names(claim) if not _name_present(n, passage)}
+    names |= _rare_missing(claim, passage.lower(), common)
     missing_names = tuple(sorted(names))
-    window = passage[max(0, span.start - 200) : span.end + 200]
-    negation_mismatch = _negated(claim) != _negated(window)
+    # Negation is compared with the matching span itself: a "not" elsewhere in the passage says
+    # nothing about this claim (on both check sets it flags fewer supported claims than a window).
+    negation_mismatch = _negated(claim) != _negated(span.text)
     score = 0.55 * coverage + 0.45 * float(np.clip((similarity - 0.25) / 0.55, 0.0, 1.0))
     if missing_numbers:
         score = min(score, 0.1)

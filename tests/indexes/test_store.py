@@ -137,3 +137,12 @@ def test_read_only_index_refuses_writes(tmp_path: Path) -> None:
     reader = PassageIndex.open(tmp_path, "docs")
     with pytest.raises(PermissionError):
         store(reader, "https://a.example/p", "alpha")
+
+
+def test_unmentioned_lists_terms_no_passage_contains(tmp_path: Path) -> None:
+    embedder = HashEmbedder(16)
+    index = PassageIndex.create_or_open(tmp_path, "t", embedding_model=embedder.model_name, dimension=16)
+    text = "Use json.loads() to parse a JSON document."
+    page = PageRecord(url="https://x.example/", title="x", text=text, content_hash="1")
+    index.upsert_page(page, [PassageRecord(0, len(text), text)], embedder.embed([text]))
+    assert index.unmentioned(["LOADS", "pytest", "json", "pytest"]) == ["pytest"]

@@ -96,3 +96,24 @@ def test_no_hits_abstains_with_empty_see_also(tmp_path: Path) -> None:
     answer = Answerer(EMBEDDER, ScriptedGenerator("anything [1].")).answer("Anything?", index)
     assert answer.abstained
     assert answer.see_also == []
+
+
+def test_question_about_a_name_the_corpus_never_mentions_abstains_without_generating(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        calls.append(1)
+        return "Use shutil.copyfile() [1]."
+
+    index = build_index(tmp_path)
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file with pathlib_extra?", index
+    )
+    assert answer.abstained
+    assert answer.unknown_terms == ["pathlib_extra"]
+    assert answer.see_also, "the closest sources are still listed"
+    assert not calls, "no generation for a question the corpus cannot be about"
+
+    known = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer("How do I use shutil.copyfile?", index)
+    assert known.unknown_terms == []
+    assert calls

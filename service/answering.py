@@ -345,8 +345,14 @@ class Answerer:
         book = _CitationBook()
         sentences: list[AnswerSentence] = []
         removed: list[str] = []
+        kept: set[str] = set()
         for item in checked:
             sentence = item.sentence
+            # Small models loop ("X [1] X [1] X"): a sentence said once is enough.
+            key = " ".join(sentence.text.lower().split()).rstrip(".")
+            if key in kept:
+                continue
+            kept.add(key)
             if sentence.is_code:
                 ok, share = _code_supported(sentence.text, hits)
                 if ok or policy == "flag":

@@ -117,3 +117,17 @@ def test_question_about_a_name_the_corpus_never_mentions_abstains_without_genera
     known = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer("How do I use shutil.copyfile?", index)
     assert known.unknown_terms == []
     assert calls
+
+
+def test_a_sentence_the_model_repeats_is_kept_once(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "yes"
+        n = source_number(messages, "copyfile")
+        sentence = f"The shutil module offers copyfile() to copy the contents of a file [{n}]."
+        return f"{sentence} {sentence} {sentence[:-5]}"
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file?", build_index(tmp_path)
+    )
+    assert [s.text for s in answer.sentences] == ["The shutil module offers copyfile() to copy the contents of a file."]

@@ -27,10 +27,12 @@ from indexes._store import (
     list_indexes,
     validate_index_name,
 )
-from indexes._types import PageRecord, PassageRecord, SearchHit
+from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
 
 __all__ = [
+    "ALIAS_KINDS",
     "DEFAULT_EMBEDDING_MODEL",
+    "AliasKind",
     "CitelineIndexError",
     "CitelineSettings",
     "Embedder",

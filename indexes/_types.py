@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+AliasKind = Literal["exact", "near", "redirect"]
+"""Why a URL is an alias of a stored page: identical text, near-identical text (SimHash), or a redirect."""
+ALIAS_KINDS: tuple[AliasKind, ...] = ("exact", "near", "redirect")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,18 @@ class PageRecord:
     chunking: str = ""
     """How the passages were cut (chunker version and sizes): a change means re-chunking."""
     fetched_at: str = ""
+    status: int | None = None
+    """HTTP status of the last fetch (304 when a conditional GET found the page unchanged)."""
+    etag: str | None = None
+    """The ``ETag`` response header, verbatim: sent back as ``If-None-Match`` on re-ingest."""
+    last_modified: str | None = None
+    """The ``Last-Modified`` response header, verbatim: sent back as ``If-Modified-Since``."""
+    license: str | None = None
+    """The page's license, as a URL or a name."""
+    simhash: int | None = None
+    """64-bit SimHash of the text, unsigned (0 <= simhash < 2**64), for near-duplicate detection."""
+    gone: bool = False
+    """The source answered 404/410 and the page was kept (marked) rather than removed."""
 
 
 @dataclass(frozen=True, slots=True)

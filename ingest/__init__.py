@@ -8,7 +8,19 @@ from ingest._exceptions import ExtractionError, FetchError, IngestError, OutOfSc
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
 from ingest.extract import ExtractedPage, extract
-from ingest.fetch import Crawler, CrawlLimits, FetchedPage, FetchFailure, canonical, make_client, scope_prefix
+from ingest.fetch import (
+    Crawler,
+    CrawlItem,
+    CrawlLimits,
+    CrawlScope,
+    FetchedPage,
+    FetchFailure,
+    NotModified,
+    canonical,
+    make_client,
+    scope_prefix,
+)
+from ingest.journal import CrawlJournal
 from ingest.pipeline import (
     IngestPipeline,
     IngestProgress,
@@ -18,11 +30,14 @@ from ingest.pipeline import (
     UrlMap,
     embedding_text,
 )
-from ingest.runner import run_ingest
+from ingest.runner import IngestInputs, run_ingest
 
 __all__ = [
     "ChunkSizes",
+    "CrawlItem",
+    "CrawlJournal",
     "CrawlLimits",
+    "CrawlScope",
     "Crawler",
     "ExtractedPage",
     "ExtractionError",
@@ -30,10 +45,12 @@ __all__ = [
     "FetchFailure",
     "FetchedPage",
     "IngestError",
+    "IngestInputs",
     "IngestPipeline",
     "IngestProgress",
     "IngestSettings",
     "IngestSummary",
+    "NotModified",
     "OutOfScopeError",
     "PageFailure",
     "ProgressCallback",

@@ -8,8 +8,15 @@
     │   └── TooLargeError       the decoded body passed the size cap
     └── ExtractionError         a page yielded no main text
 
-A failing page never stops a run: the pipeline records the error in the run summary and moves on.
+A failing page never stops a run: the pipeline records the error in the run summary, counted by
+its ``kind``, and moves on.
 """
+
+from typing import Literal
+
+SkipKind = Literal["error", "robots", "opt_out", "scope", "size", "type", "blocked", "gone"]
+"""Why a page was not kept: ``robots``, ``opt_out`` (noindex/noai/TDM reservation), ``scope``,
+``size``, ``type``, ``blocked`` (a refused address or scheme), ``gone`` (404/410) or ``error``."""
 
 
 class IngestError(Exception):
@@ -19,11 +26,12 @@ class IngestError(Exception):
 class FetchError(IngestError):
     """A page could not be fetched."""
 
-    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
+    def __init__(self, url: str, reason: str, *, status: int | None = None, kind: SkipKind = "error") -> None:
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
         self.status = status
+        self.kind: SkipKind = kind
 
 
 class OutOfScopeError(FetchError):

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from indexes import CitelineSettings
 
 
 class IngestSettings(CitelineSettings):
     """Crawler and chunker settings (``CITELINE_*`` env vars or the TOML config file)."""
 
-    user_agent: str = "citeline/0.1 (+https://github.com/citeline/citeline)"
-    """Sent with every request, so site owners can see who crawls them."""
+    user_agent: str = "citeline/0.1 (+https://github.com/citeline/citeline; crawler contact)"
+    """Sent with every request, so site owners can see who crawls them and how to reach us; its
+    product token (``citeline``) is what robots.txt groups and bot-specific meta tags match."""
     concurrency: int = 8
     """Requests in flight at once, over all hosts."""
-    per_host_delay: float = 0.0
-    """Seconds between two requests to the same host (issue-4 politeness builds on this)."""
+    per_host_delay: float = 1.0
+    """Seconds between two requests to the same host (a larger robots.txt Crawl-delay wins)."""
+    respect_robots: bool = True
+    """Honour robots.txt (RFC 9309). Turning it off is for crawling your own mirror only."""
+    allow_hosts: list[str] = Field(default_factory=list)
+    """Private addresses the crawler may reach on purpose (``127.0.0.1:8765``, ``10.0.0.0/8``,
+    ``localhost``); every other loopback, private, link-local... address is refused."""
+    max_retries: int = 3
+    """Retries of a 429/503 answer, with exponential back-off and ``Retry-After`` honoured."""
     connect_timeout: float = 5.0
     """Seconds to open a connection."""
     read_timeout: float = 15.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 import lxml.html
 import trafilatura
@@ -35,6 +36,8 @@ class ExtractedPage:
     language: str | None
     content_hash: str
     """sha256 of ``text``: equal hashes mean nothing to re-embed."""
+    license: str | None = None
+    """What the page says its license is (``rel=license`` link, license/rights meta), when it says."""
 
 
 def _clean(text: str) -> str:
@@ -83,6 +86,28 @@ def _html_title(html: str) -> str | None:
     return _clean(title).replace("\n", " ") if title else None
 
 
+_LICENSE_XPATHS = (
+    "//link[@rel='license']/@href",
+    "//a[contains(concat(' ', normalize-space(@rel), ' '), ' license ')]/@href",
+    "//meta[@name='license' or @name='dc.rights' or @name='DC.rights' or @name='dcterms.license'"
+    " or @property='og:license' or @name='copyright']/@content",
+)
+
+
+def page_license(html: str, url: str) -> str | None:
+    """The license a page declares in its markup (absolute URL for links), or None."""
+    try:
+        tree = lxml.html.fromstring(html)
+    except (ValueError, lxml.etree.ParserError):
+        return None
+    for xpath in _LICENSE_XPATHS:
+        for value in tree.xpath(xpath):
+            text = " ".join(str(value).split())
+            if text:
+                return urljoin(url, text) if "//" in text or text.startswith("/") else text[:200]
+    return None
+
+
 def extract(html: str, url: str) -> ExtractedPage:
     """Return the page's main text and metadata, or raise ExtractionError."""
     if not html.strip():
@@ -121,4 +146,5 @@ def extract(html: str, url: str) -> ExtractedPage:
         sitename=document.sitename or None,
         language=document.language or None,
         content_hash=hashlib.sha256(text.encode()).hexdigest(),
+        license=page_license(html, url) or (document.license or None),
     )

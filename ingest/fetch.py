@@ -1,23 +1,36 @@
-"""Stage 1: fetch pages with a bounded, scoped, asynchronous crawler.
+"""Stage 1: fetch pages with a bounded, scoped, polite and guarded asynchronous crawler.
 
-The crawler takes its ``httpx.AsyncClient`` from the caller when one is given, so tests hand it a
-``MockTransport`` and the pipeline a real client. It never raises for one bad page: every seed and
-discovered link ends as either a :class:`FetchedPage` or a :class:`FetchFailure`.
+The crawler takes its ``httpx.AsyncClient`` from the caller, so tests hand it a ``MockTransport``
+and the runner a client whose transport refuses private addresses (``ingest.safety``). It never
+raises for one bad page: every seed and discovered link ends as a :class:`FetchedPage`, a
+:class:`NotModified` or a :class:`FetchFailure` whose ``kind`` says why it was skipped.
+
+Per request, in order: scope and scheme checks, robots.txt (``ingest.politeness``), the host's
+turn (at most one request per ``per_host_delay`` or the robots Crawl-delay), the request itself
+(conditional when the index holds validators for the page; 429/503 retried with back-off), a
+content-type check, a decoded-size cap enforced while decompressing (a gzip bomb stops at the cap),
+charset detection, then the owner's AI opt-outs (``noindex``/``noai``/TDMRep).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import httpx
 import lxml.html
 from courlan import normalize_url
 
-from ingest._exceptions import FetchError, OutOfScopeError, TooLargeError
+from ingest._decode import decode_html
+from ingest._exceptions import FetchError, OutOfScopeError, SkipKind, TooLargeError
+from ingest.politeness import HostPacer, RobotsCache, TdmRepCache, fetch_with_retries, opt_out_reason
+from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Links to these are never pages worth extracting; skipping them saves a request each.
@@ -26,6 +39,10 @@ _SKIP_SUFFIXES = (
     ".bz2", ".xz", ".tar", ".pdf", ".epub", ".mp3", ".mp4", ".woff", ".woff2", ".ttf", ".txt",
     ".json", ".xml", ".rst",
 )  # fmt: skip
+# Only encodings citeline can decompress with a bound on the output are advertised: brotli would
+# need the whole decoded chunk in memory before the size cap could look at it.
+ACCEPT_ENCODING = "gzip, deflate"
+GONE_STATUSES = frozenset([404, 410])
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +61,26 @@ class FetchedPage:
 
 
 @dataclass(frozen=True, slots=True)
+class NotModified:
+    """The server answered 304 to a conditional GET: the stored copy is current."""
+
+    url: str
+    depth: int
+    elapsed: float
+    status: int = 304
+
+
+@dataclass(frozen=True, slots=True)
 class FetchFailure:
     url: str
     reason: str
     status: int | None = None
+    kind: SkipKind = "error"
+
+
+CrawlItem = FetchedPage | NotModified | FetchFailure
+Validators = Callable[[str], "tuple[str | None, str | None] | None"]
+"""Maps a URL to the (ETag, Last-Modified) of its stored copy, or None when none is stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +91,38 @@ class CrawlLimits:
     max_depth: int = 10
     concurrency: int = 8
     per_host_delay: float = 0.0
+    """Seconds between two requests to one host (raised by a robots.txt Crawl-delay)."""
     max_page_bytes: int = 5_000_000
+    """Cap on the decoded (decompressed) body."""
     total_timeout: float = 30.0
+    max_retries: int = 3
+    """Retries of a 429/503 answer, with exponential back-off (``Retry-After`` honoured)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CrawlScope:
+    """Which discovered links a crawl follows.
+
+    ``prefix`` keeps links under a seed's directory, ``host`` anywhere on a seed's host. ``allow``
+    and ``deny`` are regular expressions searched in the URL: a link must match one ``allow`` (when
+    any is given) and no ``deny``. Seeds themselves are always fetched.
+    """
+
+    mode: Literal["prefix", "host"] = "prefix"
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def bounds(self, seeds: Iterable[str]) -> list[str]:
+        if self.mode == "host":
+            return sorted({f"{urlsplit(s).scheme}://{urlsplit(s).netloc}/" for s in seeds})
+        return sorted({scope_prefix(s) for s in seeds})
+
+    def follows(self, url: str, bounds: Sequence[str]) -> bool:
+        if not any(url.startswith(prefix) for prefix in bounds):
+            return False
+        if self.allow and not any(re.search(pattern, url) for pattern in self.allow):
+            return False
+        return not any(re.search(pattern, url) for pattern in self.deny)
 
 
 def canonical(url: str) -> str:
@@ -95,36 +158,89 @@ def extract_links(html: str, base_url: str) -> list[str]:
     return links
 
 
-@dataclass
-class _HostClock:
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    last: float = 0.0
+class _BoundedDecoder:
+    """Decompresses a body chunk by chunk, never producing more than ``limit`` bytes in all."""
+
+    def __init__(self, encoding: str, limit: int, url: str) -> None:
+        self._url = url
+        self._limit = limit
+        self._size = 0
+        encoding = encoding.strip().lower()
+        if encoding in ("", "identity"):
+            self._zlib = None
+        elif encoding in ("gzip", "x-gzip", "deflate"):
+            # 32 + MAX_WBITS detects a gzip or zlib header; a bare deflate stream is retried raw.
+            self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
+            self._raw_deflate = encoding == "deflate"
+        else:
+            raise FetchError(url, f"unsupported content-encoding {encoding!r}", kind="type")
+
+    def feed(self, chunk: bytes) -> bytes:
+        out = chunk if self._zlib is None else self._inflate(chunk)
+        self._size += len(out)
+        if self._size > self._limit:
+            raise TooLargeError(self._url, f"decoded body larger than {self._limit} bytes", kind="size")
+        return out
+
+    def _inflate(self, chunk: bytes) -> bytes:
+        assert self._zlib is not None
+        budget = self._limit - self._size + 1
+        try:
+            out = self._zlib.decompress(chunk, budget)
+        except zlib.error:
+            if not self._raw_deflate or self._size:
+                raise FetchError(self._url, "corrupt compressed body", kind="error") from None
+            self._zlib, self._raw_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
+            out = self._zlib.decompress(chunk, budget)
+        if self._zlib.unconsumed_tail and len(out) >= budget:
+            # More output is waiting than the cap allows: the page is over the limit, stop here.
+            raise TooLargeError(self._url, f"decoded body larger than {self._limit} bytes", kind="size")
+        return out
 
 
 class Crawler:
-    """Breadth-first crawl from seed URLs, staying under each seed's directory."""
+    """Breadth-first crawl from seed URLs within a :class:`CrawlScope`.
 
-    def __init__(self, client: httpx.AsyncClient, limits: CrawlLimits) -> None:
+    ``robots``, ``tdm`` and ``pacer`` bring robots.txt, TDMRep and per-host pacing (a pacer spacing
+    requests ``per_host_delay`` apart is made when none is given); ``policy`` refuses non-http(s)
+    and credentials-in-URL links before any request (the client's transport refuses private
+    addresses); ``validators`` turns requests for stored pages into conditional GETs.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        limits: CrawlLimits,
+        *,
+        scope: CrawlScope | None = None,
+        robots: RobotsCache | None = None,
+        tdm: TdmRepCache | None = None,
+        pacer: HostPacer | None = None,
+        policy: AddressPolicy | None = None,
+        validators: Validators | None = None,
+    ) -> None:
         self._client = client
         self._limits = limits
-        self._hosts: dict[str, _HostClock] = {}
+        self._scope = scope or CrawlScope()
+        self._robots = robots
+        self._tdm = tdm
+        self._pacer = pacer or HostPacer(min_interval=limits.per_host_delay, robots=robots)
+        self._policy = policy or AddressPolicy()
+        self._validators = validators
+        self._token = robots.token if robots is not None else "citeline"
 
     def in_scope(self, url: str, prefixes: Iterable[str]) -> bool:
         return any(url.startswith(prefix) for prefix in prefixes)
 
-    async def _wait_turn(self, url: str) -> None:
-        if self._limits.per_host_delay <= 0:
-            return
-        clock = self._hosts.setdefault(urlsplit(url).netloc, _HostClock())
-        async with clock.lock:
-            wait = clock.last + self._limits.per_host_delay - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            clock.last = time.monotonic()
-
-    async def fetch(self, url: str, *, prefixes: Iterable[str] = (), depth: int = 0) -> FetchedPage:
-        """Fetch one page; raise FetchError (or a subclass) with a readable reason."""
-        await self._wait_turn(url)
+    async def fetch(self, url: str, *, prefixes: Iterable[str] = (), depth: int = 0) -> FetchedPage | NotModified:
+        """Fetch one page; raise FetchError (or a subclass) with a readable reason and kind."""
+        try:
+            check_url(url, self._policy)
+        except BlockedAddressError as exc:
+            raise FetchError(url, exc.reason, kind="blocked") from exc
+        if self._robots is not None and not await self._robots.allowed(url):
+            outcome = (await self._robots.rules(url)).outcome
+            raise FetchError(url, f"disallowed by robots.txt ({outcome})", kind="robots")
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._limits.total_timeout):
@@ -135,29 +251,64 @@ class Crawler:
             raise FetchError(url, "too many redirects") from exc
         except httpx.TimeoutException as exc:
             raise FetchError(url, f"timed out ({type(exc).__name__})") from exc
-        except httpx.HTTPError as exc:
+        except httpx.ConnectError as exc:
+            message = str(exc)
+            if message.startswith("blocked"):
+                raise FetchError(url, message, kind="blocked") from exc
+            raise FetchError(url, f"network error: ConnectError: {exc}") from exc
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FetchError(url, f"network error: {type(exc).__name__}: {exc}") from exc
 
-    async def _fetch(self, url: str, *, prefixes: list[str], depth: int, started: float) -> FetchedPage:
-        async with self._client.stream("GET", url) as response:
+    def _request(self, url: str) -> httpx.Request:
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        stored = self._validators(url) if self._validators is not None else None
+        if stored is not None:
+            etag, last_modified = stored
+            if etag:
+                headers["If-None-Match"] = etag
+            if last_modified:
+                headers["If-Modified-Since"] = last_modified
+        return self._client.build_request("GET", url, headers=headers)
+
+    async def _fetch(self, url: str, *, prefixes: list[str], depth: int, started: float) -> FetchedPage | NotModified:
+        response = await fetch_with_retries(
+            lambda: self._client.send(self._request(url), stream=True),
+            url,
+            self._pacer,
+            max_retries=self._limits.max_retries,
+        )
+        try:
             final_url = canonical(str(response.url))
             if prefixes and final_url != url and not self.in_scope(final_url, prefixes):
-                raise OutOfScopeError(url, f"redirected out of scope to {final_url}")
+                raise OutOfScopeError(url, f"redirected out of scope to {final_url}", kind="scope")
+            if response.status_code == 304:
+                return NotModified(url, depth, time.perf_counter() - started)
+            if response.status_code in GONE_STATUSES:
+                raise FetchError(url, f"HTTP {response.status_code}", status=response.status_code, kind="gone")
             if response.status_code >= 400:
                 raise FetchError(url, f"HTTP {response.status_code}", status=response.status_code)
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if content_type not in HTML_TYPES:
-                raise FetchError(url, f"not HTML ({content_type or 'no content type'})", status=response.status_code)
+                reason = f"not HTML ({content_type or 'no content type'})"
+                raise FetchError(url, reason, status=response.status_code, kind="type")
+            decoder = _BoundedDecoder(response.headers.get("content-encoding", ""), self._limits.max_page_bytes, url)
             body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body.extend(chunk)
-                if len(body) > self._limits.max_page_bytes:
-                    raise TooLargeError(url, f"body larger than {self._limits.max_page_bytes} bytes")
-            encoding = response.charset_encoding or "utf-8"
             try:
-                html = bytes(body).decode(encoding, errors="replace")
-            except LookupError:
-                html = bytes(body).decode("utf-8", errors="replace")
+                async for raw in response.aiter_raw():
+                    body.extend(decoder.feed(raw))
+            except httpx.StreamConsumed:
+                # An in-memory response (a test transport) comes already read and decoded.
+                body = bytearray(response.content)
+                if len(body) > self._limits.max_page_bytes:
+                    raise TooLargeError(
+                        url, f"body larger than {self._limits.max_page_bytes} bytes", kind="size"
+                    ) from None
+            html = decode_html(bytes(body), response.charset_encoding)
+            del body
+            reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
+            opted_out = opt_out_reason(final_url, response.headers, html, token=self._token, tdmrep=reservation)
+            if opted_out is not None:
+                raise FetchError(url, f"owner opted out ({opted_out})", status=response.status_code, kind="opt_out")
             return FetchedPage(
                 url=url,
                 final_url=final_url,
@@ -167,19 +318,53 @@ class Crawler:
                 depth=depth,
                 elapsed=time.perf_counter() - started,
             )
+        finally:
+            await response.aclose()
 
-    async def crawl(self, seeds: Iterable[str]) -> AsyncIterator[FetchedPage | FetchFailure]:
-        """Yield every fetched page or failure, up to ``max_pages`` pages requested."""
+    async def crawl(
+        self,
+        seeds: Iterable[str],
+        *,
+        done: Iterable[str] = (),
+        queued: Iterable[tuple[str, int]] = (),
+        on_discovered: Callable[[list[tuple[str, int]]], None] | None = None,
+    ) -> AsyncIterator[CrawlItem]:
+        """Yield every fetched page, revalidated page or failure, up to ``max_pages`` URLs.
+
+        A resumed crawl passes what its checkpoint holds: ``done`` URLs are not fetched again and
+        ``queued`` ones (with their depth) are fetched before anything new. ``on_discovered`` is
+        told about every URL the crawl adds, before the page that linked to it is yielded, so a
+        checkpoint written from it never loses a link.
+        """
         seed_list = [canonical(s) for s in seeds]
-        prefixes = sorted({scope_prefix(s) for s in seed_list})
-        seen: set[str] = set()
+        prefixes = self._scope.bounds(seed_list)
+        done_set = set(done)
+        seen: set[str] = set(done_set)
         queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
-        results: asyncio.Queue[FetchedPage | FetchFailure | None] = asyncio.Queue()
+        results: asyncio.Queue[CrawlItem | None] = asyncio.Queue()
         budget = self._limits.max_pages
-        for seed in seed_list:
-            if seed not in seen and len(seen) < budget:
-                seen.add(seed)
-                queue.put_nowait((seed, 0))
+        initial: list[tuple[str, int]] = []
+        for url, depth in [*queued, *((s, 0) for s in seed_list)]:
+            if url not in seen and len(seen) < budget:
+                seen.add(url)
+                initial.append((url, depth))
+        if on_discovered and initial:
+            on_discovered(initial)
+        for entry in initial:
+            queue.put_nowait(entry)
+
+        def follow(links: list[str], depth: int) -> list[tuple[str, int]]:
+            found: list[tuple[str, int]] = []
+            for link in links:
+                if len(seen) >= budget:
+                    break
+                if link in seen or not self._scope.follows(link, prefixes):
+                    continue
+                if urlsplit(link).path.lower().endswith(_SKIP_SUFFIXES):
+                    continue
+                seen.add(link)
+                found.append((link, depth + 1))
+            return found
 
         async def worker() -> None:
             while True:
@@ -187,18 +372,17 @@ class Crawler:
                 try:
                     page = await self.fetch(url, prefixes=prefixes, depth=depth)
                 except FetchError as exc:
-                    await results.put(FetchFailure(url, exc.reason, exc.status))
+                    await results.put(FetchFailure(url, exc.reason, exc.status, exc.kind))
+                except Exception as exc:  # a bug or an exotic server must cost one page, not the run
+                    await results.put(FetchFailure(url, f"unexpected error: {type(exc).__name__}: {exc}"))
                 else:
-                    if depth < self._limits.max_depth:
-                        for link in extract_links(page.html, page.final_url):
-                            if len(seen) >= budget:
-                                break
-                            if link in seen or not self.in_scope(link, prefixes):
-                                continue
-                            if urlsplit(link).path.lower().endswith(_SKIP_SUFFIXES):
-                                continue
-                            seen.add(link)
-                            queue.put_nowait((link, depth + 1))
+                    if isinstance(page, FetchedPage) and depth < self._limits.max_depth:
+                        found = follow(extract_links(page.html, page.final_url), depth)
+                        if found:
+                            if on_discovered:
+                                on_discovered(found)
+                            for entry in found:
+                                queue.put_nowait(entry)
                     await results.put(page)
                 finally:
                     queue.task_done()
@@ -227,13 +411,16 @@ def make_client(
     max_redirects: int,
     concurrency: int,
     transport: httpx.AsyncBaseTransport | None = None,
+    policy: AddressPolicy | None = None,
 ) -> httpx.AsyncClient:
-    """The crawler's HTTP client with its timeouts, redirect cap and connection limits."""
+    """The crawler's HTTP client: timeouts, redirect cap, connection limits and, unless a transport
+    is given (tests), a transport that refuses private addresses outside ``policy``'s allow-list."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(
         headers={"User-Agent": user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"},
         timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout),
         follow_redirects=True,
         max_redirects=max_redirects,
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        transport=transport,
+        limits=limits,
+        transport=transport or guarded_transport(policy or AddressPolicy(), limits=limits),
     )

@@ -1,25 +1,38 @@
-"""The ingest pipeline: fetch -> extract -> chunk -> embed -> store, with a run summary.
+"""The ingest pipeline: fetch -> extract -> dedup -> chunk -> embed -> store, with a run summary.
 
 Fetching is asynchronous and keeps going while extraction and embedding run in worker threads,
 so network waits overlap with CPU work. Pages are written one at a time in their own transaction
-(see ``indexes``), so a run that dies keeps every page it finished.
+(see ``indexes``), so a run that dies keeps every page it finished, and a :class:`CrawlJournal`
+lets the same command resume the job.
+
+Pages come from the crawler or from any other source of :data:`CrawlItem` (a directory, a WARC).
+What happens to each:
+
+- fetched, text unchanged (same content hash and chunking), or ``304 Not Modified``: nothing to do;
+- fetched, text identical to another stored page, or a near duplicate of one (SimHash): recorded
+  as an alias of that page, not indexed twice;
+- fetched, new or changed: stored with its provenance (status, ETag, Last-Modified, license...);
+- ``404``/``410``, or the owner opted out: a stored copy is removed (or kept and marked gone);
+- any other failure: counted by kind and listed, and the run goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from indexes import Embedder, PageRecord, PassageIndex, PassageRecord
+from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord
 from ingest._exceptions import ExtractionError
 from ingest.chunk import ChunkSizes, chunk
+from ingest.dedup import NEAR_DISTANCE, simhash
 from ingest.extract import ExtractedPage, extract
-from ingest.fetch import Crawler, FetchedPage, FetchFailure
+from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
+from ingest.journal import CrawlJournal
 
 ProgressCallback = Callable[["IngestProgress"], None]
 
@@ -55,6 +68,8 @@ class PageFailure:
     """``fetch`` or ``extract``."""
     reason: str
     status: int | None = None
+    kind: str = "error"
+    """``robots``, ``opt_out``, ``scope``, ``size``, ``type``, ``blocked``, ``gone`` or ``error``."""
 
 
 @dataclass(slots=True)
@@ -67,25 +82,51 @@ class IngestProgress:
     budget: int = 0
 
 
+SKIP_KINDS = ("robots", "opt_out", "scope", "size", "type", "blocked", "error")
+
+
 @dataclass(slots=True)
 class IngestSummary:
     index: str
     seeds: list[str]
     pages_fetched: int = 0
-    pages_indexed: int = 0
-    """Pages stored by this run (new, or changed since the last run)."""
+    """Pages whose body was downloaded (a 304 is not counted here)."""
+    pages_new: int = 0
+    pages_updated: int = 0
+    """Pages stored before whose text changed: their passages were replaced."""
     pages_unchanged: int = 0
-    """Pages already stored with identical text: nothing re-embedded."""
+    """Pages already stored with identical text, or answered 304: nothing re-embedded."""
+    pages_not_modified: int = 0
+    """Of the unchanged, those the server answered 304 to a conditional GET."""
+    pages_removed: int = 0
+    """Stored pages removed (or marked gone) because they answered 404/410 or now opt out."""
+    pages_gone: int = 0
+    """Pages that answered 404/410."""
+    duplicates: int = 0
+    """Pages recorded as aliases of a stored page (exact or near duplicate), not indexed again."""
     passages_added: int = 0
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_KINDS, 0))
+    """Pages not kept, by reason."""
     failures: list[PageFailure] = field(default_factory=list)
+    resumed: bool = False
+    """The run picked up an interrupted job of the same command."""
+    resumed_done: int = 0
+    """URLs the interrupted run had finished, not fetched again."""
     seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(default_factory=dict)
+    stage_seconds: dict[str, float] = field(
+        default_factory=lambda: {"fetch": 0.0, "extract_chunk": 0.0, "embed": 0.0, "store": 0.0}
+    )
     index_pages: int = 0
     index_passages: int = 0
 
     @property
+    def pages_indexed(self) -> int:
+        """Pages stored by this run (new, or changed since the last run)."""
+        return self.pages_new + self.pages_updated
+
+    @property
     def pages_per_second(self) -> float:
-        return self.pages_fetched / self.seconds if self.seconds else 0.0
+        return (self.pages_fetched + self.pages_not_modified) / self.seconds if self.seconds else 0.0
 
     @property
     def passages_per_second(self) -> float:
@@ -95,9 +136,18 @@ class IngestSummary:
         return {
             "index": self.index,
             "seeds": self.seeds,
+            "resumed": self.resumed,
+            "resumed_done": self.resumed_done,
             "pages_fetched": self.pages_fetched,
             "pages_indexed": self.pages_indexed,
+            "pages_new": self.pages_new,
+            "pages_updated": self.pages_updated,
             "pages_unchanged": self.pages_unchanged,
+            "pages_not_modified": self.pages_not_modified,
+            "pages_removed": self.pages_removed,
+            "pages_gone": self.pages_gone,
+            "duplicates": self.duplicates,
+            "skipped": dict(self.skipped),
             "pages_failed": len(self.failures),
             "passages_added": self.passages_added,
             "seconds": round(self.seconds, 3),
@@ -107,7 +157,8 @@ class IngestSummary:
             "index_pages": self.index_pages,
             "index_passages": self.index_passages,
             "failures": [
-                {"url": f.url, "stage": f.stage, "reason": f.reason, "status": f.status} for f in self.failures
+                {"url": f.url, "stage": f.stage, "kind": f.kind, "reason": f.reason, "status": f.status}
+                for f in self.failures
             ],
         }
 
@@ -117,6 +168,17 @@ class _Prepared:
     page: PageRecord
     passages: list[PassageRecord]
     embed_texts: list[str]
+    replaces: bool
+    """A page was stored under this URL before (with other text)."""
+    source_url: str
+    """The URL as the crawl requested it (the checkpoint's key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Duplicate:
+    url: str
+    of: str
+    kind: AliasKind
 
 
 def embedding_text(title: str, heading: str, passage: str) -> str:
@@ -126,19 +188,21 @@ def embedding_text(title: str, heading: str, passage: str) -> str:
 
 
 class IngestPipeline:
-    """Runs one ingest over seed URLs into one index."""
+    """Runs one ingest into one index: from a crawl (:meth:`run`) or any page source (:meth:`ingest`)."""
 
     def __init__(
         self,
         index: PassageIndex,
         embedder: Embedder,
-        crawler: Crawler,
+        crawler: Crawler | None = None,
         *,
         sizes: ChunkSizes | None = None,
         url_map: UrlMap | None = None,
         embed_batch_passages: int = 64,
         embed_batch_size: int = 32,
         flush_every_pages: int = 50,
+        keep_gone: bool = False,
+        near_duplicates: bool = True,
     ) -> None:
         index.check_embedder(embedder.model_name, embedder.dimension)
         self._index = index
@@ -149,14 +213,44 @@ class IngestPipeline:
         self._batch_passages = embed_batch_passages
         self._batch_size = embed_batch_size
         self._flush_every = flush_every_pages
+        self._keep_gone = keep_gone
+        self._near_duplicates = near_duplicates
+        # Pages prepared in this run but maybe not stored yet: duplicates among them count too.
+        self._run_hashes: dict[str, str] = {}
+        self._run_simhashes: list[tuple[int, str]] = []
 
-    def _prepare(self, fetched: FetchedPage) -> _Prepared | None:
+    def validators(self, fetched_url: str) -> tuple[str | None, str | None] | None:
+        """(ETag, Last-Modified) stored for a fetched URL, for a conditional GET."""
+        return self._index.validators(self._url_map.public(fetched_url))
+
+    def _duplicate_of(self, url: str, content_hash: str, fingerprint: int | None) -> _Duplicate | None:
+        other = self._run_hashes.get(content_hash) or self._index.page_with_hash(content_hash, exclude_url=url)
+        if other and other != url:
+            return _Duplicate(url, other, "exact")
+        if fingerprint is None or not self._near_duplicates:
+            return None
+        for seen, seen_url in self._run_simhashes:
+            if seen_url != url and (seen ^ fingerprint).bit_count() <= NEAR_DISTANCE:
+                return _Duplicate(url, seen_url, "near")
+        near = self._index.near_duplicate(fingerprint, max_distance=NEAR_DISTANCE, exclude_url=url)
+        return _Duplicate(url, near, "near") if near else None
+
+    def _prepare(self, fetched: FetchedPage) -> _Prepared | _Duplicate | None:
         """Extract and chunk one page; None when its stored copy is identical."""
         public_url = self._url_map.public(fetched.url)
         extracted: ExtractedPage = extract(fetched.html, public_url)
-        if self._index.page_version(public_url) == (extracted.content_hash, self._sizes.signature):
+        stored = self._index.page_version(public_url)
+        if stored == (extracted.content_hash, self._sizes.signature):
             return None
+        fingerprint = simhash(extracted.text)
+        duplicate = self._duplicate_of(public_url, extracted.content_hash, fingerprint)
+        if duplicate is not None:
+            return duplicate
+        self._run_hashes.setdefault(extracted.content_hash, public_url)
+        if fingerprint is not None:
+            self._run_simhashes.append((fingerprint, public_url))
         passages = chunk(extracted.text, extracted.headings, self._sizes)
+        headers = fetched.headers
         page = PageRecord(
             url=public_url,
             title=extracted.title,
@@ -169,9 +263,14 @@ class IngestPipeline:
             content_hash=extracted.content_hash,
             chunking=self._sizes.signature,
             fetched_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            status=fetched.status,
+            etag=headers.get("etag"),
+            last_modified=headers.get("last-modified"),
+            license=extracted.license,
+            simhash=fingerprint,
         )
         texts = [embedding_text(page.title, p.heading, p.text) for p in passages]
-        return _Prepared(page, passages, texts)
+        return _Prepared(page, passages, texts, replaces=stored is not None, source_url=fetched.url)
 
     def _embed_and_store(self, batch: Sequence[_Prepared], summary: IngestSummary) -> None:
         texts = [t for item in batch for t in item.embed_texts]
@@ -184,26 +283,87 @@ class IngestPipeline:
             count = len(item.passages)
             self._index.upsert_page(item.page, item.passages, np.asarray(vectors[offset : offset + count]))
             offset += count
-            summary.pages_indexed += 1
+            if item.replaces:
+                summary.pages_updated += 1
+            else:
+                summary.pages_new += 1
             summary.passages_added += count
         summary.stage_seconds["store"] += time.perf_counter() - started
 
+    def _drop_stored(self, fetched_url: str, summary: IngestSummary) -> None:
+        """The source says the page is gone or must not be kept: remove (or mark) the stored copy."""
+        public_url = self._url_map.public(fetched_url)
+        if self._index.page_version(public_url) is None:
+            return
+        if self._keep_gone:
+            self._index.mark_gone(public_url)
+        else:
+            self._index.remove_page(public_url)
+        summary.pages_removed += 1
+
     async def run(
-        self, seeds: Sequence[str], *, budget: int = 0, progress: ProgressCallback | None = None
+        self,
+        seeds: Sequence[str],
+        *,
+        crawler: Crawler | None = None,
+        summary: IngestSummary | None = None,
+        before: AsyncIterable[CrawlItem] | None = None,
+        budget: int = 0,
+        progress: ProgressCallback | None = None,
+        journal: CrawlJournal | None = None,
     ) -> IngestSummary:
-        summary = IngestSummary(index=self._index.name, seeds=list(seeds))
-        summary.stage_seconds = {"fetch": 0.0, "extract_chunk": 0.0, "embed": 0.0, "store": 0.0}
+        """Crawl ``seeds`` (after the items of ``before``, if any) and ingest what comes.
+
+        With a ``journal``, an interrupted run of the same job is resumed: its finished URLs are
+        not fetched again and its queued ones come first. A run that ends deletes the checkpoint.
+        """
+        crawler = crawler or self._crawler
+        if crawler is None:
+            raise ValueError("this pipeline has no crawler: use ingest() with a page source")
+        summary = summary or IngestSummary(index=self._index.name, seeds=list(seeds))
+        state = journal.open() if journal is not None else None
+        if state is not None and state.resumed:
+            summary.resumed, summary.resumed_done = True, len(state.done)
+        items = crawler.crawl(
+            seeds,
+            done=state.done if state else (),
+            queued=state.queued if state else (),
+            on_discovered=journal.queue if journal is not None else None,
+        )
+        source = chain(before, items) if before is not None else items
+        await self.ingest(source, summary=summary, budget=budget, progress=progress, journal=journal)
+        if journal is not None:
+            journal.complete()
+        return summary
+
+    async def ingest(
+        self,
+        items: AsyncIterable[CrawlItem],
+        *,
+        summary: IngestSummary | None = None,
+        budget: int = 0,
+        progress: ProgressCallback | None = None,
+        journal: CrawlJournal | None = None,
+    ) -> IngestSummary:
+        """Ingest every page ``items`` yields; failures are counted and listed, never raised."""
+        summary = summary or IngestSummary(index=self._index.name, seeds=[])
         state = IngestProgress(budget=budget)
         started = time.perf_counter()
         pending: list[_Prepared] = []
         pending_passages = 0
         since_flush = 0
 
+        def finished(urls: list[str]) -> None:
+            if journal is not None and urls:
+                journal.finish_urls(urls)
+
         async def drain() -> None:
             nonlocal pending, pending_passages, since_flush
             if pending:
                 batch, pending, pending_passages = pending, [], 0
                 await asyncio.to_thread(self._embed_and_store, batch, summary)
+                # Only now, with the pages committed, are they finished for the checkpoint.
+                finished([item.source_url for item in batch])
                 since_flush += len(batch)
                 if since_flush >= self._flush_every:
                     await asyncio.to_thread(self._index.flush)
@@ -215,9 +375,18 @@ class IngestPipeline:
                 state.unchanged, state.failed = summary.pages_unchanged, len(summary.failures)
                 progress(state)
 
-        async for item in self._crawler.crawl(seeds):
+        async for item in items:
             if isinstance(item, FetchFailure):
-                summary.failures.append(PageFailure(item.url, "fetch", item.reason, item.status))
+                await self._failed(item, summary)
+                finished([item.url])
+                report()
+                continue
+            if isinstance(item, NotModified):
+                summary.pages_unchanged += 1
+                summary.pages_not_modified += 1
+                summary.stage_seconds["fetch"] += item.elapsed
+                await asyncio.to_thread(self._index.mark_fetched, self._url_map.public(item.url), status=304)
+                finished([item.url])
                 report()
                 continue
             summary.pages_fetched += 1
@@ -228,21 +397,59 @@ class IngestPipeline:
                 prepared = await asyncio.to_thread(self._prepare, item)
             except ExtractionError as exc:
                 summary.failures.append(PageFailure(item.url, "extract", exc.reason, item.status))
+                summary.skipped["error"] += 1
+                finished([item.url])
                 report()
                 continue
             finally:
                 summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
             if prepared is None:
                 summary.pages_unchanged += 1
+                finished([item.url])
+            elif isinstance(prepared, _Duplicate):
+                await asyncio.to_thread(self._record_duplicate, prepared)
+                summary.duplicates += 1
+                finished([item.url])
             elif prepared.passages:
                 pending.append(prepared)
                 pending_passages += len(prepared.passages)
                 if pending_passages >= self._batch_passages:
                     await drain()
+            else:
+                finished([item.url])
             report()
         await drain()
         manifest = await asyncio.to_thread(self._index.flush)
         summary.index_pages, summary.index_passages = manifest.pages, manifest.passages
-        summary.seconds = time.perf_counter() - started
+        summary.seconds += time.perf_counter() - started
         report()
         return summary
+
+    def _record_duplicate(self, duplicate: _Duplicate) -> None:
+        if self._index.page_version(duplicate.url) is not None:
+            self._index.remove_page(duplicate.url)  # it was a page of its own; now it repeats another
+        self._index.add_alias(duplicate.url, duplicate.of, duplicate.kind)
+
+    async def _failed(self, failure: FetchFailure, summary: IngestSummary) -> None:
+        summary.failures.append(PageFailure(failure.url, "fetch", failure.reason, failure.status, failure.kind))
+        if failure.kind == "gone":
+            summary.pages_gone += 1
+            await asyncio.to_thread(self._drop_stored, failure.url, summary)
+            return
+        summary.skipped[failure.kind] += 1
+        if failure.kind == "opt_out":
+            await asyncio.to_thread(self._drop_stored, failure.url, summary)
+
+
+async def chain(*sources: AsyncIterable[CrawlItem]) -> AsyncIterator[CrawlItem]:
+    for source in sources:
+        async for item in source:
+            yield item
+
+
+async def iterate(pages: Iterable[CrawlItem]) -> AsyncIterator[CrawlItem]:
+    """An async source over a blocking iterator (a directory walk, a WARC file), read in a thread."""
+    iterator = iter(pages)
+    sentinel = object()
+    while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
+        yield item  # type: ignore[misc] # the sentinel is the only non-item

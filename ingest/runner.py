@@ -1,46 +1,111 @@
-"""Wire settings, embedder, index and HTTP client into one ingest run."""
+"""Wire settings, embedder, index and HTTP client into one ingest run.
+
+Inputs: seed URLs (crawled within a scope), sitemaps and feeds (their URLs are fetched, not
+followed further), robots.txt ``Sitemap:`` lines of the seeds' hosts, a local directory of HTML
+files, WARC files. Everything fetched goes through one client: SSRF guard, robots.txt, per-host
+pacing and back-off apply to sitemaps and feeds as much as to pages.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from indexes import Embedder, PassageIndex
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes
-from ingest.fetch import Crawler, CrawlLimits, make_client
-from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, UrlMap
+from ingest.fetch import Crawler, CrawlItem, CrawlLimits, CrawlScope, FetchFailure, canonical, make_client
+from ingest.journal import CrawlJournal
+from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, UrlMap, chain, iterate
+from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
+from ingest.safety import AddressPolicy
+from ingest.sources import directory_pages, feed_urls, sitemap_urls, warc_pages
+
+
+@dataclass(frozen=True, slots=True)
+class IngestInputs:
+    """What one ingest reads."""
+
+    seeds: tuple[str, ...] = ()
+    """Start URLs, crawled within ``scope`` up to ``max_depth`` links away."""
+    sitemaps: tuple[str, ...] = ()
+    """Sitemap (or sitemap index, gzip, plain text) URLs; each listed URL is fetched, not followed."""
+    feeds: tuple[str, ...] = ()
+    """RSS/Atom feed URLs; each item's link is fetched, not followed."""
+    robots_sitemaps: bool = False
+    """Also read the ``Sitemap:`` lines of the seeds' robots.txt."""
+    directory: Path | None = None
+    """A local directory of HTML files..."""
+    base_url: str = ""
+    """...recorded under this URL prefix (provenance for citations)."""
+    warcs: tuple[Path, ...] = ()
+    """WARC files whose HTML responses are ingested as recorded."""
+    scope: CrawlScope = field(default_factory=CrawlScope)
+
+    def spec(self) -> dict[str, object]:
+        """What identifies the job for its checkpoint."""
+        return {
+            "seeds": sorted(canonical(s) for s in self.seeds),
+            "sitemaps": sorted(self.sitemaps),
+            "feeds": sorted(self.feeds),
+            "robots_sitemaps": self.robots_sitemaps,
+            "scope": [self.scope.mode, sorted(self.scope.allow), sorted(self.scope.deny)],
+        }
+
+
+async def _listed_urls(
+    client: httpx.AsyncClient, robots: RobotsCache | None, inputs: IngestInputs, max_urls: int
+) -> tuple[list[str], list[FetchFailure]]:
+    """The URLs sitemaps and feeds list, in order, de-duplicated."""
+    sitemaps = list(inputs.sitemaps)
+    if inputs.robots_sitemaps and robots is not None:
+        for seed in inputs.seeds:
+            sitemaps.extend(s for s in await robots.sitemaps(seed) if s not in sitemaps)
+    urls: list[str] = []
+    failures: list[FetchFailure] = []
+    for sitemap in sitemaps:
+        try:
+            urls.extend(await sitemap_urls(client, sitemap, max_urls=max_urls))
+        except Exception as exc:  # one bad sitemap is reported, the others still count
+            failures.append(FetchFailure(sitemap, f"sitemap: {getattr(exc, 'reason', exc)}"))
+    for feed in inputs.feeds:
+        try:
+            urls.extend(await feed_urls(client, feed, max_urls=max_urls))
+        except Exception as exc:
+            failures.append(FetchFailure(feed, f"feed: {getattr(exc, 'reason', exc)}"))
+    return list(dict.fromkeys(canonical(u) for u in urls))[:max_urls], failures
 
 
 async def run_ingest(
-    seeds: Sequence[str],
+    seeds: Sequence[str] = (),
     *,
     settings: IngestSettings,
     embedder: Embedder,
+    inputs: IngestInputs | None = None,
     index_name: str | None = None,
     max_pages: int | None = None,
     max_depth: int = 10,
     url_map: UrlMap | None = None,
     progress: ProgressCallback | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    keep_gone: bool = False,
+    resume: bool = True,
 ) -> IngestSummary:
-    """Crawl ``seeds`` into the named index (created on first use) and return the run's summary."""
+    """Ingest ``inputs`` (or just ``seeds``) into the named index (created on first use)."""
+    inputs = inputs or IngestInputs(seeds=tuple(seeds))
     index = PassageIndex.create_or_open(
         settings.data_dir,
         index_name or settings.index,
         embedding_model=embedder.model_name,
         dimension=embedder.dimension,
     )
-    limits = CrawlLimits(
-        max_pages=max_pages or settings.max_pages,
-        max_depth=max_depth,
-        concurrency=settings.concurrency,
-        per_host_delay=settings.per_host_delay,
-        max_page_bytes=settings.max_page_bytes,
-        total_timeout=settings.total_timeout,
-    )
+    budget = max_pages or settings.max_pages
     sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
+    policy = AddressPolicy.from_strings(settings.allow_hosts)
+    journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
     try:
         async with make_client(
             user_agent=settings.user_agent,
@@ -49,15 +114,61 @@ async def run_ingest(
             max_redirects=settings.max_redirects,
             concurrency=settings.concurrency,
             transport=transport,
+            policy=policy,
         ) as client:
+            robots = RobotsCache(client, settings.user_agent) if settings.respect_robots else None
+            pacer = HostPacer(min_interval=settings.per_host_delay, robots=robots)
             pipeline = IngestPipeline(
                 index,
                 embedder,
-                Crawler(client, limits),
                 sizes=sizes,
                 url_map=url_map,
                 embed_batch_size=settings.embed_batch_size,
+                keep_gone=keep_gone,
             )
-            return await pipeline.run(seeds, budget=limits.max_pages, progress=progress)
+            listed, listing_failures = await _listed_urls(client, robots, inputs, budget)
+            crawler = Crawler(
+                client,
+                CrawlLimits(
+                    max_pages=budget,
+                    # Listed URLs are fetched, not crawled from; seeds follow links.
+                    max_depth=max_depth if inputs.seeds else 0,
+                    concurrency=settings.concurrency,
+                    per_host_delay=settings.per_host_delay,
+                    max_page_bytes=settings.max_page_bytes,
+                    total_timeout=settings.total_timeout,
+                    max_retries=settings.max_retries,
+                ),
+                scope=inputs.scope,
+                robots=robots,
+                tdm=TdmRepCache(client),
+                pacer=pacer,
+                policy=policy,
+                validators=pipeline.validators,
+            )
+            summary = IngestSummary(index=index.name, seeds=[*inputs.seeds, *inputs.sitemaps, *inputs.feeds])
+            offline: list[AsyncIterator[CrawlItem]] = []
+            if inputs.directory is not None:
+                offline.append(iterate(directory_pages(inputs.directory, inputs.base_url, max_pages=budget)))
+            offline.extend(iterate(warc_pages(path, max_pages=budget)) for path in inputs.warcs)
+            if offline:
+                await pipeline.ingest(chain(iterate(listing_failures), *offline), summary=summary, progress=progress)
+                listing_failures = []
+            crawl_seeds = [*inputs.seeds, *listed]
+            if crawl_seeds:
+                await pipeline.run(
+                    crawl_seeds,
+                    crawler=crawler,
+                    summary=summary,
+                    before=iterate(listing_failures),
+                    budget=budget,
+                    progress=progress,
+                    journal=journal,
+                )
+            elif listing_failures:
+                await pipeline.ingest(iterate(listing_failures), summary=summary, progress=progress)
+            return summary
     finally:
+        if journal is not None:
+            journal.close()
         index.close()

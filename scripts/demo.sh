@@ -16,8 +16,10 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 
-"$bin/citeline" ingest "http://127.0.0.1:$mirror_port/index.html" \
-  --index "$CITELINE_INDEX" --max-pages 600 \
+# The mirror is our own loopback server: open the SSRF guard for exactly it, and owe it no
+# politeness delay (robots.txt is still asked for; http.server answers 404, which allows all).
+CITELINE_PER_HOST_DELAY=0 "$bin/citeline" ingest "http://127.0.0.1:$mirror_port/index.html" \
+  --index "$CITELINE_INDEX" --max-pages 600 --allow-host "127.0.0.1:$mirror_port" \
   --map-url "http://127.0.0.1:$mirror_port/=https://docs.python.org/3.11/" \
   --summary-json "${TMPDIR:-/tmp}/citeline-demo-ingest.json"
 kill $mirror 2>/dev/null || true

@@ -87,10 +87,13 @@ def models_prepare(
 def _print_summary(summary: IngestSummary) -> None:
     table = Table(title=f"ingest into {summary.index!r}", show_header=False)
     rows = [
+        ("resumed", f"yes: {summary.resumed_done} URLs already done" if summary.resumed else "no"),
         ("pages fetched", summary.pages_fetched),
-        ("pages indexed (new or changed)", summary.pages_indexed),
-        ("pages unchanged", summary.pages_unchanged),
-        ("pages failed", len(summary.failures)),
+        ("new / updated", f"{summary.pages_new} / {summary.pages_updated}"),
+        ("unchanged (of which 304)", f"{summary.pages_unchanged} ({summary.pages_not_modified})"),
+        ("removed (gone or opted out)", summary.pages_removed),
+        ("duplicates (aliased)", summary.duplicates),
+        ("skipped", ", ".join(f"{k} {v}" for k, v in summary.skipped.items() if v) or "none"),
         ("passages added", summary.passages_added),
         ("index now", f"{summary.index_pages} pages, {summary.index_passages} passages"),
         ("time", f"{summary.seconds:.1f} s ({summary.pages_per_second:.1f} pages/s,"
@@ -102,10 +105,10 @@ def _print_summary(summary: IngestSummary) -> None:
     console.print(table)
     if summary.failures:
         failures = Table(title="failed pages", show_lines=False)
-        for column in ("url", "stage", "reason"):
+        for column in ("url", "kind", "reason"):
             failures.add_column(column, overflow="fold")
         for failure in summary.failures[:30]:
-            failures.add_row(failure.url, failure.stage, failure.reason)
+            failures.add_row(failure.url, failure.kind, failure.reason)
         console.print(failures)
         if len(summary.failures) > 30:
             console.print(f"... and {len(summary.failures) - 30} more (see --summary-json)")
@@ -113,7 +116,9 @@ def _print_summary(summary: IngestSummary) -> None:
 
 @app.command()
 def ingest(
-    urls: Annotated[list[str], typer.Argument(help="Seed URLs; the crawl stays under each seed's directory.")],
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="Seed URLs; the crawl stays under each seed's directory (see --scope).")
+    ] = None,
     max_pages: Annotated[int | None, typer.Option(help="Pages to fetch at most.")] = None,
     max_depth: Annotated[int, typer.Option(help="Link depth from the seeds.")] = 10,
     index: IndexOption = None,
@@ -121,14 +126,51 @@ def ingest(
         list[str] | None,
         typer.Option(help="FETCHED_PREFIX=PUBLIC_PREFIX: cite the public URL of a page crawled from a mirror."),
     ] = None,
+    sitemap: Annotated[list[str] | None, typer.Option(help="Sitemap URL (index, gzip, text); repeatable.")] = None,
+    feed: Annotated[list[str] | None, typer.Option(help="RSS/Atom feed URL; repeatable.")] = None,
+    robots_sitemaps: Annotated[bool, typer.Option(help="Also read the seeds' robots.txt Sitemap: lines.")] = False,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Local directory of HTML files (needs --base-url).")
+    ] = None,
+    base_url: Annotated[str, typer.Option(help="URL prefix the --dir files are cited under.")] = "",
+    warc: Annotated[list[Path] | None, typer.Option(help="WARC file (.warc or .warc.gz); repeatable.")] = None,
+    scope: Annotated[str, typer.Option(help="prefix: under each seed's directory; host: anywhere on its host.")] = (
+        "prefix"
+    ),
+    allow: Annotated[list[str] | None, typer.Option(help="Follow only links matching this regex; repeatable.")] = None,
+    deny: Annotated[list[str] | None, typer.Option(help="Never follow links matching this regex; repeatable.")] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(help="Private address the crawler may reach (127.0.0.1:8765, 10.0.0.0/8); repeatable."),
+    ] = None,
+    keep_gone: Annotated[bool, typer.Option(help="Keep pages that now answer 404/410, marked gone.")] = False,
+    resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same command.")] = True,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the run summary here as JSON.")] = None,
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     from indexes import CitelineIndexError, SentenceTransformerEmbedder
-    from ingest import IngestSettings, UrlMap, run_ingest
+    from ingest import CrawlScope, IngestInputs, IngestSettings, UrlMap, run_ingest
 
     settings = IngestSettings()
+    if allow_host:
+        settings.allow_hosts = [*settings.allow_hosts, *allow_host]
+    if scope not in ("prefix", "host"):
+        raise _fail(f"--scope must be prefix or host, not {scope!r}", 2)
+    if directory is not None and not base_url:
+        raise _fail("--dir needs --base-url (the URL prefix its pages are cited under)", 2)
+    inputs = IngestInputs(
+        seeds=tuple(urls or ()),
+        sitemaps=tuple(sitemap or ()),
+        feeds=tuple(feed or ()),
+        robots_sitemaps=robots_sitemaps,
+        directory=directory,
+        base_url=base_url,
+        warcs=tuple(warc or ()),
+        scope=CrawlScope(scope, tuple(allow or ()), tuple(deny or ())),  # type: ignore[arg-type] # checked above
+    )
+    if not (inputs.seeds or inputs.sitemaps or inputs.feeds or inputs.directory or inputs.warcs):
+        raise _fail("nothing to ingest: give seed URLs, --sitemap, --feed, --dir or --warc", 2)
     try:
         url_map = UrlMap.parse(map_url or [])
     except ValueError as exc:
@@ -158,14 +200,16 @@ def ingest(
         try:
             summary = asyncio.run(
                 run_ingest(
-                    urls,
                     settings=settings,
                     embedder=embedder,
+                    inputs=inputs,
                     index_name=index,
                     max_pages=budget,
                     max_depth=max_depth,
                     url_map=url_map,
                     progress=on_progress,
+                    keep_gone=keep_gone,
+                    resume=resume,
                 )
             )
         except (CitelineIndexError, ValueError) as exc:
@@ -174,7 +218,7 @@ def ingest(
     _print_summary(summary)
     if summary_json:
         summary_json.write_text(json.dumps(summary.to_json(), indent=2))
-    if summary.pages_fetched == 0:
+    if summary.pages_fetched == 0 and summary.pages_not_modified == 0 and not summary.resumed_done:
         raise _fail("no page could be fetched")
 
 
@@ -347,6 +391,32 @@ def serve(
 
     settings = ServiceSettings()
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info")
+
+
+@index_app.command("remove")
+def index_remove(
+    pattern: Annotated[str, typer.Argument(help="A page URL, or a glob pattern (https://site/old/*).")],
+    index: IndexOption = None,
+) -> None:
+    """Delete pages (and their passages, vectors and aliases) from an index."""
+    from indexes import CitelineIndexError, PassageIndex
+    from ingest import IngestSettings
+
+    settings = IngestSettings()
+    try:
+        passage_index = PassageIndex.open(settings.data_dir, index or settings.index, read_only=False)
+    except CitelineIndexError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        removed = passage_index.remove_pages(pattern)
+        manifest = passage_index.flush()
+    finally:
+        passage_index.close()
+    for url in removed:
+        out.print(url)
+    console.print(f"removed {len(removed)} pages; index now {manifest.pages} pages, {manifest.passages} passages")
+    if not removed:
+        raise _fail(f"no page matches {pattern!r}")
 
 
 @index_app.command("list")

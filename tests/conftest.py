@@ -65,7 +65,16 @@ def free_port() -> int:
 
 
 def citeline_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ, CITELINE_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", CITELINE_CONFIG="/nonexistent")
+    """Environment for a ``citeline`` subprocess. The tests crawl their own loopback mirrors: the
+    SSRF guard is opened for 127.0.0.1 on purpose, and no politeness delay is owed to ourselves."""
+    env = dict(
+        os.environ,
+        CITELINE_DATA_DIR=str(data_dir),
+        HF_HUB_OFFLINE="1",
+        CITELINE_CONFIG="/nonexistent",
+        CITELINE_ALLOW_HOSTS='["127.0.0.1"]',
+        CITELINE_PER_HOST_DELAY="0",
+    )
     env.update(extra)
     return env
 

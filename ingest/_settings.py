@@ -22,6 +22,9 @@ class IngestSettings(CitelineSettings):
     allow_hosts: list[str] = Field(default_factory=list)
     """Private addresses the crawler may reach on purpose (``127.0.0.1:8765``, ``10.0.0.0/8``,
     ``localhost``); every other loopback, private, link-local... address is refused."""
+    embed_batch_passages: int = 64
+    """Passages gathered before embedding and storing them: pages are finished (and checkpointed)
+    in batches of about this size."""
     max_retries: int = 3
     """Retries of a 429/503 answer, with exponential back-off and ``Retry-After`` honoured."""
     connect_timeout: float = 5.0

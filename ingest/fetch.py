@@ -20,7 +20,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import httpx
@@ -79,6 +79,16 @@ class FetchFailure:
 
 
 CrawlItem = FetchedPage | NotModified | FetchFailure
+
+
+class LinkStore(Protocol):
+    """Remembers each page's links, so a page answering 304 still leads the crawl on."""
+
+    def links(self, url: str) -> list[str] | None: ...
+
+    def save_links(self, url: str, links: Sequence[str]) -> None: ...
+
+
 Validators = Callable[[str], "tuple[str | None, str | None] | None"]
 """Maps a URL to the (ETag, Last-Modified) of its stored copy, or None when none is stored."""
 
@@ -218,6 +228,7 @@ class Crawler:
         pacer: HostPacer | None = None,
         policy: AddressPolicy | None = None,
         validators: Validators | None = None,
+        link_store: LinkStore | None = None,
     ) -> None:
         self._client = client
         self._limits = limits
@@ -227,6 +238,7 @@ class Crawler:
         self._pacer = pacer or HostPacer(min_interval=limits.per_host_delay, robots=robots)
         self._policy = policy or AddressPolicy()
         self._validators = validators
+        self._link_store = link_store
         self._token = robots.token if robots is not None else "citeline"
 
     def in_scope(self, url: str, prefixes: Iterable[str]) -> bool:
@@ -259,9 +271,13 @@ class Crawler:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FetchError(url, f"network error: {type(exc).__name__}: {exc}") from exc
 
-    def _request(self, url: str) -> httpx.Request:
+    def _request(self, url: str, depth: int) -> httpx.Request:
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
-        stored = self._validators(url) if self._validators is not None else None
+        # A 304 has no links to follow: only ask for one when the page's links are known (or unneeded).
+        links_known = depth >= self._limits.max_depth or (
+            self._link_store is not None and self._link_store.links(url) is not None
+        )
+        stored = self._validators(url) if self._validators is not None and links_known else None
         if stored is not None:
             etag, last_modified = stored
             if etag:
@@ -272,7 +288,7 @@ class Crawler:
 
     async def _fetch(self, url: str, *, prefixes: list[str], depth: int, started: float) -> FetchedPage | NotModified:
         response = await fetch_with_retries(
-            lambda: self._client.send(self._request(url), stream=True),
+            lambda: self._client.send(self._request(url, depth), stream=True),
             url,
             self._pacer,
             max_retries=self._limits.max_retries,
@@ -376,8 +392,15 @@ class Crawler:
                 except Exception as exc:  # a bug or an exotic server must cost one page, not the run
                     await results.put(FetchFailure(url, f"unexpected error: {type(exc).__name__}: {exc}"))
                 else:
-                    if isinstance(page, FetchedPage) and depth < self._limits.max_depth:
-                        found = follow(extract_links(page.html, page.final_url), depth)
+                    links: list[str] = []
+                    if isinstance(page, FetchedPage):
+                        links = extract_links(page.html, page.final_url)
+                        if self._link_store is not None:
+                            self._link_store.save_links(url, links)
+                    elif self._link_store is not None:
+                        links = self._link_store.links(url) or []
+                    if links and depth < self._limits.max_depth:
+                        found = follow(links, depth)
                         if found:
                             if on_discovered:
                                 on_discovered(found)

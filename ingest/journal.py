@@ -13,6 +13,9 @@ Order of writes, which is what makes a kill at any moment safe:
 
 A kill between 2 and 3 refetches one page, which the index then finds unchanged (same content
 hash): no duplicate passages. A job that ends normally deletes its rows.
+
+The same file keeps each fetched page's links across runs (``outlinks``): a page that answers
+``304 Not Modified`` has no body to find links in, and the crawl must still reach what it links to.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ JOURNAL_FILE = "crawl_journal.sqlite"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (key TEXT PRIMARY KEY, spec TEXT NOT NULL, started_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outlinks (url TEXT PRIMARY KEY, links TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS frontier (
     job TEXT NOT NULL,
     url TEXT NOT NULL,
@@ -100,6 +104,16 @@ class CrawlJournal:
             self._conn.executemany(
                 "UPDATE frontier SET done=1 WHERE job=? AND url=?", [(self.key, url) for url in urls]
             )
+
+    def links(self, url: str) -> list[str] | None:
+        """The links ``url`` had when last fetched, or None when it never was."""
+        with self._lock:
+            row = self._conn.execute("SELECT links FROM outlinks WHERE url=?", (url,)).fetchone()
+        return list(json.loads(row[0])) if row else None
+
+    def save_links(self, url: str, links: Sequence[str]) -> None:
+        with self._lock:
+            self._conn.execute("INSERT OR REPLACE INTO outlinks VALUES (?,?)", (url, json.dumps(list(links))))
 
     def complete(self) -> None:
         """The job ran to its end: forget it, so the next run starts fresh (with conditional GETs)."""

@@ -124,6 +124,7 @@ async def run_ingest(
                 sizes=sizes,
                 url_map=url_map,
                 embed_batch_size=settings.embed_batch_size,
+                embed_batch_passages=settings.embed_batch_passages,
                 keep_gone=keep_gone,
             )
             listed, listing_failures = await _listed_urls(client, robots, inputs, budget)
@@ -145,6 +146,7 @@ async def run_ingest(
                 pacer=pacer,
                 policy=policy,
                 validators=pipeline.validators,
+                link_store=journal,
             )
             summary = IngestSummary(index=index.name, seeds=[*inputs.seeds, *inputs.sitemaps, *inputs.feeds])
             offline: list[AsyncIterator[CrawlItem]] = []

@@ -29,7 +29,7 @@ def make_transport(site: dict[str, str]) -> httpx.MockTransport:
 
 
 async def ingest(tmp_path: Path, site: dict[str, str], **kwargs: object):  # type: ignore[no-untyped-def]
-    settings = IngestSettings(data_dir=tmp_path, index="t")
+    settings = IngestSettings(data_dir=tmp_path, index="t", per_host_delay=0)
     return await run_ingest(
         ["http://mirror.test/docs/index.html"],
         settings=settings,

@@ -311,6 +311,7 @@ class IngestPipeline:
         budget: int = 0,
         progress: ProgressCallback | None = None,
         journal: CrawlJournal | None = None,
+        tap: Callable[[CrawlItem], None] | None = None,
     ) -> IngestSummary:
         """Crawl ``seeds`` (after the items of ``before``, if any) and ingest what comes.
 
@@ -331,7 +332,7 @@ class IngestPipeline:
             on_discovered=journal.queue if journal is not None else None,
         )
         source = chain(before, items) if before is not None else items
-        await self.ingest(source, summary=summary, budget=budget, progress=progress, journal=journal)
+        await self.ingest(source, summary=summary, budget=budget, progress=progress, journal=journal, tap=tap)
         if journal is not None:
             journal.complete()
         return summary
@@ -344,8 +345,12 @@ class IngestPipeline:
         budget: int = 0,
         progress: ProgressCallback | None = None,
         journal: CrawlJournal | None = None,
+        tap: Callable[[CrawlItem], None] | None = None,
     ) -> IngestSummary:
-        """Ingest every page ``items`` yields; failures are counted and listed, never raised."""
+        """Ingest every page ``items`` yields; failures are counted and listed, never raised.
+
+        ``tap`` sees every item first (a WARC recorder of the crawl, for instance).
+        """
         summary = summary or IngestSummary(index=self._index.name, seeds=[])
         state = IngestProgress(budget=budget)
         started = time.perf_counter()
@@ -376,6 +381,8 @@ class IngestPipeline:
                 progress(state)
 
         async for item in items:
+            if tap is not None:
+                tap(item)
             if isinstance(item, FetchFailure):
                 await self._failed(item, summary)
                 finished([item.url])

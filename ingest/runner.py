@@ -17,12 +17,21 @@ import httpx
 from indexes import Embedder, PassageIndex
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes
-from ingest.fetch import Crawler, CrawlItem, CrawlLimits, CrawlScope, FetchFailure, canonical, make_client
+from ingest.fetch import (
+    Crawler,
+    CrawlItem,
+    CrawlLimits,
+    CrawlScope,
+    FetchedPage,
+    FetchFailure,
+    canonical,
+    make_client,
+)
 from ingest.journal import CrawlJournal
 from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, UrlMap, chain, iterate
 from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
 from ingest.safety import AddressPolicy
-from ingest.sources import directory_pages, feed_urls, sitemap_urls, warc_pages
+from ingest.sources import WarcRecorder, directory_pages, feed_urls, sitemap_urls, warc_pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,7 @@ async def run_ingest(
     transport: httpx.AsyncBaseTransport | None = None,
     keep_gone: bool = False,
     resume: bool = True,
+    record_warc: Path | None = None,
 ) -> IngestSummary:
     """Ingest ``inputs`` (or just ``seeds``) into the named index (created on first use)."""
     inputs = inputs or IngestInputs(seeds=tuple(seeds))
@@ -106,6 +116,12 @@ async def run_ingest(
     sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
     policy = AddressPolicy.from_strings(settings.allow_hosts)
     journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
+    recorder = WarcRecorder(record_warc).__enter__() if record_warc is not None else None
+
+    def tap(item: CrawlItem) -> None:
+        if recorder is not None and isinstance(item, FetchedPage):
+            recorder.record(item)
+
     try:
         async with make_client(
             user_agent=settings.user_agent,
@@ -166,11 +182,14 @@ async def run_ingest(
                     budget=budget,
                     progress=progress,
                     journal=journal,
+                    tap=tap,
                 )
             elif listing_failures:
                 await pipeline.ingest(iterate(listing_failures), summary=summary, progress=progress)
             return summary
     finally:
+        if recorder is not None:
+            recorder.close()
         if journal is not None:
             journal.close()
         index.close()

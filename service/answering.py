@@ -49,6 +49,17 @@ class Citation:
     """The page URL with a ``#:~:text=`` fragment that scrolls to and highlights the quote."""
     passage_id: int
     retrieval_score: float
+    site_name: str | None = None
+    author: str | None = None
+    published: str | None = None
+    """The date the page states (as extracted), not when it was fetched."""
+    license: str | None = None
+    """The license the page declares (a URL or a name), when it declares one."""
+    fetched_at: str | None = None
+    """When citeline last fetched (or revalidated) the page."""
+    http_status: int | None = None
+    content_hash: str | None = None
+    """sha256 of the page text the quote's offsets index into."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +199,10 @@ def see_also(hits: Sequence[SearchHit], limit: int = 3) -> list[SeeAlso]:
     return out
 
 
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
 @dataclass(slots=True)
 class _CitationBook:
     """Gives one id to each distinct (passage, span) pair, in order of first use."""
@@ -211,6 +226,13 @@ class _CitationBook:
                     fragment_url=fragment_url(hit.url, span.text),
                     passage_id=hit.passage_id,
                     retrieval_score=round(hit.score, 4),
+                    site_name=hit.metadata.get("sitename"),
+                    author=hit.metadata.get("author"),
+                    published=hit.metadata.get("date"),
+                    license=hit.metadata.get("license"),
+                    fetched_at=hit.metadata.get("fetched_at"),
+                    http_status=_int_or_none(hit.metadata.get("status")),
+                    content_hash=hit.metadata.get("content_hash"),
                 )
             )
         return self._ids[key]

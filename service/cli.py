@@ -145,6 +145,9 @@ def ingest(
     ] = None,
     keep_gone: Annotated[bool, typer.Option(help="Keep pages that now answer 404/410, marked gone.")] = False,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same command.")] = True,
+    record_warc: Annotated[
+        Path | None, typer.Option(help="Also record every fetched page to this WARC file (.warc.gz).")
+    ] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the run summary here as JSON.")] = None,
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
@@ -210,6 +213,7 @@ def ingest(
                     progress=on_progress,
                     keep_gone=keep_gone,
                     resume=resume,
+                    record_warc=record_warc,
                 )
             )
         except (CitelineIndexError, ValueError) as exc:

@@ -131,3 +131,23 @@ def test_a_sentence_the_model_repeats_is_kept_once(tmp_path: Path) -> None:
         "How do I copy a file?", build_index(tmp_path)
     )
     assert [s.text for s in answer.sentences] == ["The shutil module offers copyfile() to copy the contents of a file."]
+
+
+def test_citations_carry_the_page_provenance(tmp_path: Path) -> None:
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    text = TEXTS[0]
+    page = PageRecord(
+        url="https://docs.example/0.html", title="page 0", text=text, content_hash="h0", status=200,
+        license="https://creativecommons.org/licenses/by/4.0/", author="Ada", sitename="Docs", date="2024-05-01",
+    )  # fmt: skip
+    index.upsert_page(page, [PassageRecord(0, len(text), text)], EMBEDDER.embed([text]))
+
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        return "yes" if messages[0].content == JUDGE_SYSTEM else f"{text} [1]"
+
+    citation = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=1).answer("How do I copy a file?", index).citations[0]
+    assert citation.license == "https://creativecommons.org/licenses/by/4.0/"
+    assert (citation.author, citation.site_name, citation.published) == ("Ada", "Docs", "2024-05-01")
+    assert citation.http_status == 200
+    assert citation.content_hash == "h0"
+    assert citation.fetched_at

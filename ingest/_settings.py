@@ -22,6 +22,8 @@ class IngestSettings(CitelineSettings):
     allow_hosts: list[str] = Field(default_factory=list)
     """Private addresses the crawler may reach on purpose (``127.0.0.1:8765``, ``10.0.0.0/8``,
     ``localhost``); every other loopback, private, link-local... address is refused."""
+    conditional_get: bool = True
+    """Revalidate stored pages with If-None-Match / If-Modified-Since: an unchanged page costs a 304."""
     embed_batch_passages: int = 64
     """Passages gathered before embedding and storing them: pages are finished (and checkpointed)
     in batches of about this size."""

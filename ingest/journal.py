@@ -11,8 +11,9 @@ Order of writes, which is what makes a kill at any moment safe:
 2. the page is stored in the index (one transaction);
 3. the URL is journalled as ``done``.
 
-A kill between 2 and 3 refetches one page, which the index then finds unchanged (same content
-hash): no duplicate passages. A job that ends normally deletes its rows.
+A kill between 2 and 3 leaves a page stored but not journalled as done; on resume, a queued URL
+whose page the index stored after the job started counts as done (see ``IngestPipeline.run``),
+so no finished page is fetched again, and none is ever stored twice. A job that ends normally deletes its rows.
 
 The same file keeps each fetched page's links across runs (``outlinks``): a page that answers
 ``304 Not Modified`` has no body to find links in, and the crawl must still reach what it links to.
@@ -56,6 +57,8 @@ class JobState:
     """True when an unfinished run of the same job left a checkpoint."""
     done: list[str]
     queued: list[tuple[str, int]]
+    started_at: str = ""
+    """When the job first started (UTC, ISO 8601, seconds)."""
 
 
 class CrawlJournal:
@@ -74,13 +77,11 @@ class CrawlJournal:
     def open(self) -> JobState:
         """Start the job, or pick up where an interrupted run of it stopped."""
         with self._lock:
-            row = self._conn.execute("SELECT 1 FROM jobs WHERE key=?", (self.key,)).fetchone()
+            row = self._conn.execute("SELECT started_at FROM jobs WHERE key=?", (self.key,)).fetchone()
             if row is None:
-                self._conn.execute(
-                    "INSERT INTO jobs VALUES (?,?,?)",
-                    (self.key, self._spec, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
-                )
-                return JobState(False, [], [])
+                started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                self._conn.execute("INSERT INTO jobs VALUES (?,?,?)", (self.key, self._spec, started_at))
+                return JobState(False, [], [], started_at)
             rows = self._conn.execute(
                 "SELECT url, depth, done FROM frontier WHERE job=? ORDER BY rowid", (self.key,)
             ).fetchall()
@@ -88,6 +89,7 @@ class CrawlJournal:
             True,
             [str(url) for url, _, done in rows if done],
             [(str(url), int(depth)) for url, depth, done in rows if not done],
+            str(row[0]),
         )
 
     def queue(self, items: Sequence[tuple[str, int]]) -> None:

@@ -32,7 +32,7 @@ from ingest.chunk import ChunkSizes, chunk
 from ingest.dedup import NEAR_DISTANCE, simhash
 from ingest.extract import ExtractedPage, extract
 from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
-from ingest.journal import CrawlJournal
+from ingest.journal import CrawlJournal, JobState
 
 ProgressCallback = Callable[["IngestProgress"], None]
 
@@ -323,12 +323,15 @@ class IngestPipeline:
             raise ValueError("this pipeline has no crawler: use ingest() with a page source")
         summary = summary or IngestSummary(index=self._index.name, seeds=list(seeds))
         state = journal.open() if journal is not None else None
-        if state is not None and state.resumed:
-            summary.resumed, summary.resumed_done = True, len(state.done)
+        done: list[str] = []
+        queued: list[tuple[str, int]] = []
+        if journal is not None and state is not None and state.resumed:
+            done, queued = await asyncio.to_thread(self._settle, journal, state)
+            summary.resumed, summary.resumed_done = True, len(done)
         items = crawler.crawl(
             seeds,
-            done=state.done if state else (),
-            queued=state.queued if state else (),
+            done=done,
+            queued=queued,
             on_discovered=journal.queue if journal is not None else None,
         )
         source = chain(before, items) if before is not None else items
@@ -336,6 +339,19 @@ class IngestPipeline:
         if journal is not None:
             journal.complete()
         return summary
+
+    def _settle(self, journal: CrawlJournal, state: JobState) -> tuple[list[str], list[tuple[str, int]]]:
+        """A queued URL whose page was stored after the job started was finished by the killed run
+        (it died before journalling it): count it done rather than fetch it again."""
+        done, queued = list(state.done), []
+        for url, depth in state.queued:
+            page = self._index.page(self._url_map.public(url))
+            if page is not None and page.fetched_at >= state.started_at:
+                done.append(url)
+            else:
+                queued.append((url, depth))
+        journal.finish_urls(done[len(state.done) :])
+        return done, queued
 
     async def ingest(
         self,

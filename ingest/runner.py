@@ -161,7 +161,7 @@ async def run_ingest(
                 tdm=TdmRepCache(client),
                 pacer=pacer,
                 policy=policy,
-                validators=pipeline.validators,
+                validators=pipeline.validators if settings.conditional_get else None,
                 link_store=journal,
             )
             summary = IngestSummary(index=index.name, seeds=[*inputs.seeds, *inputs.sitemaps, *inputs.feeds])

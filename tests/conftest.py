@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,25 +34,37 @@ def corpus(path: Path) -> Path:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def __init__(self, *args: Any, requests: list[str], **kwargs: Any) -> None:
+        self.requests = requests
+        super().__init__(*args, **kwargs)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.requests.append(f"{self.command} {self.path} {code}")
 
 
 @dataclass
 class StaticServer:
     base_url: str
     directory: Path
+    requests: list[str] = field(default_factory=list)
+    """``METHOD PATH STATUS`` of every request served, in order (a 304 shows as 304)."""
 
 
 @contextlib.contextmanager
 def serve_directory(directory: Path) -> Iterator[StaticServer]:
     """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) for the duration of the block."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+    requests: list[str] = []
+    handler = functools.partial(_QuietHandler, directory=str(directory), requests=requests)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield StaticServer(f"http://127.0.0.1:{server.server_address[1]}/", directory)
+        yield StaticServer(f"http://127.0.0.1:{server.server_address[1]}/", directory, requests)
     finally:
         server.shutdown()
         server.server_close()

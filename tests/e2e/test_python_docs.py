@@ -91,7 +91,8 @@ def test_ingest_reports_failures_and_keeps_going(ingested: tuple[Path, dict[str,
     assert summary["index_pages"] == len(PAGES)
     assert summary["index_passages"] > 40
     reasons = {f["url"]: f["reason"] for f in summary["failures"]}
-    assert reasons[DEAD_HOST].startswith("network error")
+    # robots.txt comes first: an unreachable host is "disallow all" (RFC 9309), and says why.
+    assert "unreachable (ConnectError)" in reasons[DEAD_HOST]
     assert any(url.endswith("no-such-page.html") and reason == "HTTP 404" for url, reason in reasons.items())
     assert "HEAVY=[]" in stdout, "offline ingestion must not load the service stack"
 

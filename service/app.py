@@ -9,8 +9,10 @@ once while ``/readyz`` says 503 until the models and an index are loaded. Domain
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,15 +21,21 @@ from typing import Annotated, Any, Literal
 import msgspec
 import structlog
 from litestar import Litestar, Response, get, post
+from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.params import JSONBody, Parameter
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
     ProblemDetailsPlugin,
 )
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from indexes import (
     CitelineIndexError,
@@ -36,8 +44,19 @@ from indexes import (
     IndexNotFoundError,
     InvalidIndexNameError,
 )
+from service import metrics
 from service.answering import Answer, Answerer, RetrievedPassage, retrieved, search
-from service.exceptions import CiteLineServiceError, GenerationError, ModelNotPreparedError
+from service.auth import AccessControl, Scope
+from service.chat import ChatRequest, completion, completion_chunks, conversation, standalone_question
+from service.exceptions import (
+    AccessError,
+    BusyError,
+    CiteLineServiceError,
+    GenerationError,
+    ModelNotPreparedError,
+    RateLimitedError,
+)
+from service.gate import GenerationGate
 from service.generation import Generator
 from service.registry import IndexRegistry
 from service.settings import ServiceSettings
@@ -60,6 +79,13 @@ class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
     n: Annotated[
         int, msgspec.Meta(ge=1, le=5, description="Distinct candidate answers to sample, verify and rank.")
     ] = 1
+    stream: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Server-sent events: `retrieval` (the passages), `draft` (unverified tokens as the"
+            " generator writes them), then `answer` (the verified answer, as without streaming)."
+        ),
+    ] = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +104,8 @@ class Resources:
     registry: IndexRegistry | None = None
     answerer: Answerer | None = None
     error: str | None = None
-    generation_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    gate: GenerationGate = field(default_factory=GenerationGate)
+    access: AccessControl = field(default_factory=lambda: AccessControl({}))
     loaded_at: float | None = None
 
     @property
@@ -114,7 +141,25 @@ def _problem_map() -> dict[type[Exception], Callable[[Any], ProblemDetailsExcept
 
         return convert
 
+    def busy(exc: BusyError) -> ProblemDetailsException:
+        metrics.REJECTED.labels("queue_full").inc()
+        return ProblemDetailsException(
+            status_code=503, title="Busy", detail=str(exc), headers={"Retry-After": str(exc.retry_after)}
+        )
+
+    def refused(exc: AccessError) -> ProblemDetailsException:
+        metrics.REJECTED.labels("rate_limited" if exc.status == 429 else "unauthorized").inc()
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimitedError) else None
+        if exc.status == 401:
+            headers = {"WWW-Authenticate": "Bearer"}
+        titles = {401: "Unauthorized", 403: "Forbidden", 429: "Too many requests"}
+        return ProblemDetailsException(
+            status_code=exc.status, title=titles[exc.status], detail=str(exc), headers=headers
+        )
+
     return {
+        BusyError: busy,
+        AccessError: refused,
         InvalidIndexNameError: problem(422, "Invalid index name"),
         IndexNotFoundError: problem(404, "Unknown index"),
         EmbedderMismatchError: problem(409, "Index built with another embedder"),
@@ -135,6 +180,66 @@ def _ready(resources: Resources) -> tuple[IndexRegistry, Answerer]:
         detail = resources.error or "models are still loading"
         raise ProblemDetailsException(status_code=503, title="Not ready", detail=detail, headers={"Retry-After": "5"})
     return resources.registry, resources.answerer
+
+
+def requires(scope: Scope) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard: the request must carry an API key with ``scope`` (when keys are configured) and be
+    within its key's rate."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        resources: Resources = connection.app.state.resources
+        client = connection.client.host if connection.client else "unknown"
+        resources.access.authenticate(connection.headers, client, scope)
+
+    return guard
+
+
+def _question(text: str, resources: Resources) -> str:
+    question = text.strip()
+    if not question:
+        raise ProblemDetailsException(status_code=422, title="Empty question", detail="the question is blank")
+    limit = resources.settings.max_question_chars
+    if len(question) > limit:
+        raise ProblemDetailsException(
+            status_code=422, title="Question too long", detail=f"{len(question)} characters; the limit is {limit}"
+        )
+    return question
+
+
+def _observe(answer: Answer) -> None:
+    timings = answer.timings
+    metrics.STAGE_SECONDS.labels("retrieve").observe(timings.retrieve_ms / 1000)
+    metrics.STAGE_SECONDS.labels("generate").observe(timings.generate_ms / 1000)
+    metrics.STAGE_SECONDS.labels("verify").observe(timings.verify_ms / 1000)
+    metrics.STAGE_SECONDS.labels("total").observe(timings.total_ms / 1000)
+    if answer.usage.tokens_per_second:
+        metrics.TOKENS_PER_SECOND.observe(answer.usage.tokens_per_second)
+    metrics.JUDGE_CALLS.inc(answer.usage.judge_calls)
+    metrics.ANSWERS.labels("abstained" if answer.abstained else "answered").inc()
+    log.info(
+        "answered",
+        index=answer.index,
+        abstained=answer.abstained,
+        citations=len(answer.citations),
+        total_ms=timings.total_ms,
+    )
+
+
+async def _generate(resources: Resources, work: Callable[[], Any]) -> Any:
+    """Run generator work in a thread, one at a time, under the bounded queue."""
+    metrics.QUEUE_DEPTH.set(resources.gate.waiting + 1)
+    try:
+        async with resources.gate.turn():
+            metrics.QUEUE_DEPTH.set(resources.gate.waiting)
+            metrics.GENERATING.set(1)
+            started = time.perf_counter()
+            try:
+                return await asyncio.to_thread(work)
+            finally:
+                resources.gate.record(time.perf_counter() - started)
+                metrics.GENERATING.set(0)
+    finally:
+        metrics.QUEUE_DEPTH.set(resources.gate.waiting)
 
 
 @get("/healthz", summary="Liveness: the process is up")
@@ -163,33 +268,116 @@ async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, An
     )
 
 
-@post("/v1/ask", summary="Answer a question with checked, span-level citations", status_code=200)
-async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources]) -> Answer:
-    question = data.question.strip()
-    if not question:
-        raise ProblemDetailsException(status_code=422, title="Empty question", detail="the question is blank")
-    limit = resources.settings.max_question_chars
-    if len(question) > limit:
-        raise ProblemDetailsException(
-            status_code=422, title="Question too long", detail=f"{len(question)} characters; the limit is {limit}"
-        )
+@post("/v1/ask", summary="Answer a question with checked, span-level citations", status_code=200,
+      guards=[requires("read")])  # fmt: skip
+async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources]) -> Answer | ServerSentEvent:
+    question = _question(data.question, resources)
     registry, answerer = _ready(resources)
     index = registry.get(data.index or resources.settings.index)
-    async with resources.generation_lock:  # two cores: one generation at a time
-        answer = await asyncio.to_thread(
-            answerer.answer, question, index, top_k=data.top_k, policy=data.policy, n=data.n
-        )
-    log.info(
-        "answered",
-        index=index.name,
-        abstained=answer.abstained,
-        citations=len(answer.citations),
-        total_ms=answer.timings.total_ms,
+    if data.stream:
+        if resources.gate.busy and resources.gate.waiting >= resources.gate.max_waiting:
+            raise BusyError("the generator queue is full", resources.gate.retry_after())
+        return ServerSentEvent(_ask_events(resources, answerer, question, index, data))
+    answer: Answer = await _generate(
+        resources, lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n)
     )
+    _observe(answer)
     return answer
 
 
-@get("/v1/search", summary="Dense passage search, no generation")
+async def _ask_events(
+    resources: Resources, answerer: Answerer, question: str, index: Any, data: AskRequest
+) -> AsyncIterator[ServerSentEventMessage]:
+    """``retrieval``, ``draft`` tokens, then the verified ``answer``; a client that goes away stops
+    the generation at its next token."""
+    loop = asyncio.get_running_loop()
+    tokens: asyncio.Queue[str] = asyncio.Queue()
+    gone = threading.Event()
+
+    def on_text(piece: str) -> bool:
+        loop.call_soon_threadsafe(tokens.put_nowait, piece)
+        return gone.is_set()
+
+    hits = await asyncio.to_thread(search, index, answerer.embedder, question, data.top_k or answerer.top_k)
+    retrieval = [msgspec.to_builtins(retrieved(h)) for h in hits]
+    yield ServerSentEventMessage(event="retrieval", data=json.dumps(retrieval))
+    work = asyncio.ensure_future(
+        _generate(
+            resources,
+            lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n, on_text=on_text),
+        )
+    )
+    try:
+        while not work.done() or not tokens.empty():
+            getter = asyncio.ensure_future(tokens.get())
+            done, _ = await asyncio.wait({getter, work}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield ServerSentEventMessage(event="draft", data=json.dumps(getter.result()))
+            else:
+                getter.cancel()
+                if not done:
+                    yield ServerSentEventMessage(comment="keep-alive")
+        answer: Answer = work.result()
+        _observe(answer)
+        yield ServerSentEventMessage(event="answer", data=msgspec.json.encode(answer).decode())
+    finally:
+        gone.set()  # the client left (or all is sent): the generator stops at its next token
+        if not work.done():
+            await asyncio.wait({work})
+
+
+@post("/v1/chat/completions", summary="OpenAI-compatible chat: verified answers, citations as url_citation annotations",
+      status_code=200, guards=[requires("read")])  # fmt: skip
+async def chat_completions(
+    data: JSONBody[ChatRequest], resources: NamedDependency[Resources]
+) -> Response[dict[str, Any]] | ServerSentEvent:
+    try:
+        last, history = conversation(data)
+    except ValueError as exc:
+        raise ProblemDetailsException(status_code=422, title="Invalid conversation", detail=str(exc)) from exc
+    question = _question(last, resources)
+    registry, answerer = _ready(resources)
+    index = registry.get(data.index or resources.settings.index)
+    model = f"citeline/{answerer.generator.model_name}"
+    request_id = f"chatcmpl-{uuid.uuid4().hex}"
+
+    def work() -> tuple[str, Answer]:
+        standalone = standalone_question(answerer.generator, question, history)
+        return standalone, answerer.answer(standalone, index, top_k=data.top_k, policy=data.policy)
+
+    if data.stream:
+        return ServerSentEvent(_chat_events(resources, work, model, request_id))
+    standalone, answer = await _generate(resources, work)
+    _observe(answer)
+    return Response(completion(answer, model=model, standalone=standalone, request_id=request_id))
+
+
+async def _chat_events(
+    resources: Resources, work: Callable[[], tuple[str, Answer]], model: str, request_id: str
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Keep-alive comments while the answer is written and verified, then the verified answer as
+    chunks (only verified text is ever shown), ending with ``data: [DONE]``."""
+    task = asyncio.ensure_future(_generate(resources, work))
+    try:
+        while not task.done():
+            done, _ = await asyncio.wait({task}, timeout=10)
+            if not done:
+                yield ServerSentEventMessage(comment="keep-alive")
+        standalone, answer = task.result()
+    except CiteLineServiceError as exc:
+        yield ServerSentEventMessage(data=json.dumps({"error": {"message": str(exc), "type": type(exc).__name__}}))
+        yield ServerSentEventMessage(data="[DONE]")
+        return
+    finally:
+        if not task.done():
+            await asyncio.wait({task})
+    _observe(answer)
+    for chunk in completion_chunks(answer, model=model, standalone=standalone, request_id=request_id):
+        yield ServerSentEventMessage(data=json.dumps(chunk))
+    yield ServerSentEventMessage(data="[DONE]")
+
+
+@get("/v1/search", summary="Dense passage search, no generation", guards=[requires("read")])
 async def search_passages(
     resources: NamedDependency[Resources],
     q: Annotated[str, Parameter(min_length=1, max_length=2000, description="The query")],
@@ -218,7 +406,11 @@ def create_app(
 ) -> Litestar:
     """Build the app. With ``embedder`` and ``generator`` given, nothing is loaded from disk."""
     settings = settings or ServiceSettings()
-    resources = Resources(settings=settings)
+    resources = Resources(
+        settings=settings,
+        gate=GenerationGate(settings.max_queue),
+        access=AccessControl(settings.api_keys, settings.rate_limit_per_minute),
+    )
     if embedder is not None and generator is not None:
         resources.registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
         resources.answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
@@ -234,8 +426,16 @@ def create_app(
             if resources.registry is not None:
                 resources.registry.close()
 
+    prometheus = PrometheusConfig(app_name="citeline", prefix="citeline", exclude=["/metrics", "/healthz"])
+
+    class Metrics(PrometheusController):
+        path = "/metrics"
+
+    cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[healthz, readyz, ask, search_passages],
+        route_handlers=[healthz, readyz, ask, chat_completions, search_passages, Metrics],
+        middleware=[prometheus.middleware],
+        cors_config=cors,
         dependencies={"resources": Provide(_resources, sync_to_thread=False)},
         lifespan=[lifespan],
         plugins=[
@@ -245,6 +445,12 @@ def create_app(
                 )
             )
         ],
-        openapi_config=OpenAPIConfig(title="citeline", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="citeline",
+            version="0.1.0",
+            path="/schema",
+            # Scalar's page loads its script from a CDN; the JSON/YAML schema is what works offline.
+            render_plugins=[ScalarRenderPlugin()],
+        ),
         request_max_body_size=settings.max_body_bytes,
     )

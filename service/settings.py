@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from ingest import IngestSettings
 from service.generation import QWEN_MODEL_ID
 
@@ -25,6 +27,14 @@ class ServiceSettings(IngestSettings):
     """Longer questions are refused with 422."""
     max_body_bytes: int = 65_536
     """Request bodies above this are refused with 413."""
+    max_queue: int = 8
+    """Requests that may wait for the generator behind the running one; more get 503 + Retry-After."""
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    """API key -> scope (``read`` or ``ingest``). Empty: no key needed (fine on loopback only)."""
+    rate_limit_per_minute: int = 60
+    """Requests a minute per API key (per client address without keys); more get 429 + Retry-After."""
+    cors_origins: list[str] = Field(default_factory=list)
+    """Origins browsers may call the API from (``["https://chat.example"]``); none by default."""
 
     def generator_dir(self) -> Path:
         path = Path(self.generator_model)

@@ -188,3 +188,43 @@ def test_verified_fields_flag_policy_and_several_candidates(service: LiveService
         assert_citations_resolve(body, python_docs)
     strict = service.ask("How do I write rows to a CSV file?")
     assert all(s["supported"] for s in strict["sentences"]), "strict answers keep only supported sentences"
+
+
+def test_official_openai_client_gets_cited_answers_streaming_and_not(service: LiveService) -> None:
+    """The `openai` SDK, unchanged, against the running service: citations as url_citation annotations."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{service.base_url}/v1", api_key="not-needed-on-loopback", timeout=300)
+    question = {"role": "user", "content": "How do I read a JSON file in Python?"}
+    completion = client.chat.completions.create(model="citeline", messages=[question])
+    message = completion.choices[0].message
+    assert message.content
+    assert "json.load" in message.content
+    assert message.annotations, "citations travel as url_citation annotations"
+    for annotation in message.annotations:
+        assert annotation.type == "url_citation"
+        cited = annotation.url_citation
+        assert cited.url.startswith(PUBLIC)
+        assert "#:~:text=" in cited.url
+        assert 0 <= cited.start_index < cited.end_index <= len(message.content)
+
+    stream = client.chat.completions.create(model="citeline", messages=[question], stream=True)
+    content, annotations = [], []
+    for chunk in stream:
+        delta = chunk.choices[0].delta
+        content.append(delta.content or "")
+        annotations.extend((delta.model_extra or {}).get("annotations") or [])
+    assert "json.load" in "".join(content)
+    assert annotations
+    assert annotations[0]["type"] == "url_citation"
+
+    follow_up = client.chat.completions.create(
+        model="citeline",
+        messages=[
+            question,
+            {"role": "assistant", "content": message.content},
+            {"role": "user", "content": "And how do I write one?"},
+        ],
+    )
+    standalone = (follow_up.model_extra or {})["citeline"]["standalone_question"]
+    assert "json" in standalone.lower(), standalone

@@ -1,0 +1,173 @@
+"""OpenAI-compatible chat completions over citeline's verified answers.
+
+Existing chat UIs and SDKs speak ``POST /v1/chat/completions``; citeline answers the last user
+message from the index and returns the verified answer as the assistant message. Citations travel
+the standard way, as ``message.annotations`` of ``type: "url_citation"`` whose ``start_index`` /
+``end_index`` delimit the cited sentence in ``content`` and whose ``url`` opens the source at the
+quoted span (a ``#:~:text=`` link). The full citeline answer (quotes, offsets into the page,
+support scores, the standalone question) rides along under the extra key ``citeline``.
+
+Follow-up questions ("and how do I write it back?") mean nothing to a retriever on their own: when
+the conversation has earlier turns, the generator first rewrites the last question into a
+standalone one, which is what gets retrieved and answered (and is shown in ``citeline``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from service.answering import Answer
+from service.generation import ChatMessage, Generator
+
+
+class ChatTurn(msgspec.Struct):
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):  # content parts: keep the text ones
+            return " ".join(str(part.get("text", "")) for part in self.content if part.get("type") == "text")
+        return self.content or ""
+
+
+class ChatRequest(msgspec.Struct):
+    """The OpenAI chat request; fields citeline has no use for (``top_p``, ``user``...) are ignored."""
+
+    messages: Annotated[list[ChatTurn], msgspec.Meta(min_length=1)]
+    model: str | None = None
+    stream: bool = False
+    index: str | None = None
+    """citeline extension: the index to answer from."""
+    policy: Literal["strict", "flag"] = "strict"
+    """citeline extension: what to do with unsupported sentences."""
+    top_k: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
+
+
+REWRITE_SYSTEM = (
+    "Rewrite the user's last question so that it can be understood without the conversation:"
+    " replace pronouns and references with what they refer to. Reply with the rewritten question only."
+)
+
+
+def conversation(request: ChatRequest) -> tuple[str, list[tuple[str, str]]]:
+    """(last user question, earlier user/assistant turns) of a chat request."""
+    turns: list[tuple[str, str]] = [
+        (t.role, t.text().strip()) for t in request.messages if t.role in ("user", "assistant") and t.text()
+    ]
+    if not turns or turns[-1][0] != "user":
+        raise ValueError("the conversation must end with a user message")
+    return turns[-1][1], turns[:-1]
+
+
+def rewrite_messages(question: str, history: Sequence[tuple[str, str]], *, max_turns: int = 6) -> list[ChatMessage]:
+    lines = [f"{role}: {' '.join(text.split())[:600]}" for role, text in history[-max_turns:]]
+    prompt = "Conversation:\n" + "\n".join(lines) + f"\n\nLast question: {question}\n\nStandalone question:"
+    return [ChatMessage("system", REWRITE_SYSTEM), ChatMessage("user", prompt)]
+
+
+def standalone_question(generator: Generator, question: str, history: Sequence[tuple[str, str]]) -> str:
+    """The last question made self-contained; the question itself when there is no history."""
+    if not any(role == "user" for role, _ in history):
+        return question
+    result = generator.generate(rewrite_messages(question, history), max_new_tokens=48)
+    rewritten = result.text.strip().strip('"').splitlines()[0].strip() if result.text.strip() else ""
+    # A rewrite that lost the question (empty, or a rambling answer instead) is worse than none.
+    if not rewritten or len(rewritten) > 3 * len(question) + 200:
+        return question
+    return rewritten
+
+
+
+
+def annotated_content(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
+    """The answer text with ``[n]`` markers, and one url_citation per cited sentence and source."""
+    if answer.abstained:
+        return answer.answer, []
+    by_id = {c.id: c for c in answer.citations}
+    parts: list[str] = []
+    annotations: list[dict[str, Any]] = []
+    position = 0
+    for sentence in answer.sentences:
+        text = sentence.text
+        marks = "".join(f"[{i}]" for i in sentence.citations)
+        piece = (text + (" " + marks if marks else "")) if not text.startswith("```") else f"\n{text}\n{marks}"
+        start = position + (1 if parts else 0)
+        parts.append(piece)
+        position = start + len(piece)
+        for cid in sentence.citations:
+            citation = by_id[cid]
+            annotations.append(
+                {
+                    "type": "url_citation",
+                    "url_citation": {
+                        "url": citation.fragment_url,
+                        "title": citation.title,
+                        "start_index": start,
+                        "end_index": start + len(text),
+                    },
+                }
+            )
+    return " ".join(parts), annotations
+
+
+def completion(answer: Answer, *, model: str, standalone: str, request_id: str | None = None) -> dict[str, Any]:
+    content, annotations = annotated_content(answer)
+    return {
+        "id": request_id or f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "annotations": annotations, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": _usage(answer),
+        "citeline": _extra(answer, standalone),
+    }
+
+
+def completion_chunks(
+    answer: Answer, *, model: str, standalone: str, request_id: str, words_per_chunk: int = 4
+) -> list[dict[str, Any]]:
+    """The same completion as ``chat.completion.chunk`` objects: role, content pieces, then the
+    annotations with the finish reason (clients accumulate ``delta.annotations``)."""
+    content, annotations = annotated_content(answer)
+    created = int(time.time())
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [choice], **extra}  # fmt: skip
+
+    words = re.split(r"(?<=\s)", content)
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks.extend(
+        chunk({"content": "".join(words[i : i + words_per_chunk])}) for i in range(0, len(words), words_per_chunk)
+    )
+    chunks.append(
+        chunk({"annotations": annotations}, "stop", usage=_usage(answer), citeline=_extra(answer, standalone))
+    )
+    return chunks
+
+
+def _usage(answer: Answer) -> dict[str, int]:
+    prompt, completion_tokens = answer.usage.prompt_tokens, answer.usage.completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": prompt + completion_tokens}
+
+
+def _extra(answer: Answer, standalone: str) -> dict[str, Any]:
+    payload: dict[str, Any] = msgspec.to_builtins(answer)
+    payload["standalone_question"] = standalone
+    for key in ("retrieved", "candidates"):
+        payload.pop(key, None)
+    return payload

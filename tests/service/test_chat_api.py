@@ -1,0 +1,197 @@
+"""OpenAI-compatible chat, SSE streaming, API keys, rate limits, the generation queue and /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from service.app import create_app
+from service.auth import AccessControl
+from service.chat import REWRITE_SYSTEM
+from service.exceptions import AccessError, BusyError, RateLimitedError
+from service.gate import GenerationGate
+from service.generation import ChatMessage, ScriptedGenerator
+from service.settings import ServiceSettings
+from service.verify import JUDGE_SYSTEM
+
+EMBEDDER = HashEmbedder(64)
+PAGE_TEXT = (
+    "json — JSON encoder and decoder\n"
+    "json.load(fp) deserializes fp, a text file containing a JSON document, to a Python object.\n"
+    "json.dump(obj, fp) serializes obj as a JSON formatted stream to fp."
+)
+ANSWER = "Use json.load() to read a JSON document from a text file [1]."
+
+
+def reply(messages: Sequence[ChatMessage]) -> str:
+    if messages[0].content == JUDGE_SYSTEM:
+        return "yes"
+    if messages[0].content == REWRITE_SYSTEM:
+        return "How do I write a JSON document back to a file?"
+    if "write" in messages[-1].content.rsplit("Question:", 1)[-1]:
+        return "json.dump(obj, fp) serializes obj as a JSON formatted stream to fp [1]."
+    return ANSWER
+
+
+def make_client(tmp_path: Path, **settings: Any) -> TestClient:  # type: ignore[type-arg]
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    passages, start = [], 0
+    for line in PAGE_TEXT.split("\n"):
+        passages.append(PassageRecord(start, start + len(line), line))
+        start += len(line) + 1
+    page = PageRecord(url="https://docs.example/json.html", title="json", text=PAGE_TEXT, content_hash="h")
+    index.upsert_page(page, passages, EMBEDDER.embed([p.text for p in passages]))
+    index.flush()
+    index.close()
+    config = ServiceSettings(data_dir=tmp_path, index="docs", top_k=2, **settings)
+    return TestClient(create_app(config, embedder=EMBEDDER, generator=ScriptedGenerator(reply)))
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    with make_client(tmp_path) as test_client:
+        yield test_client
+
+
+def events(text: str) -> list[tuple[str, str]]:
+    """(event, data) pairs of an SSE body; comments are skipped."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        event, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        if data:
+            out.append((event, "\n".join(data)))
+    return out
+
+
+def test_chat_completion_carries_url_citation_annotations(client: TestClient) -> None:  # type: ignore[type-arg]
+    body = {"model": "citeline", "messages": [{"role": "user", "content": "How do I read a JSON file?"}]}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    completion = response.json()
+    assert completion["object"] == "chat.completion"
+    message = completion["choices"][0]["message"]
+    assert message["role"] == "assistant"
+    annotation = message["annotations"][0]
+    assert annotation["type"] == "url_citation"
+    cited = annotation["url_citation"]
+    assert cited["url"].startswith("https://docs.example/json.html#:~:text=")
+    assert message["content"][cited["start_index"] : cited["end_index"]] == (
+        "Use json.load() to read a JSON document from a text file."
+    )
+    assert completion["citeline"]["standalone_question"] == "How do I read a JSON file?"
+    assert completion["citeline"]["citations"][0]["quote"].startswith("json.load(fp)")
+    assert completion["usage"]["total_tokens"] > 0
+
+
+def test_follow_up_is_rewritten_into_a_standalone_question(client: TestClient) -> None:  # type: ignore[type-arg]
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "How do I read a JSON file?"},
+        {"role": "assistant", "content": "Use json.load() [1]."},
+        {"role": "user", "content": "and how do I do the opposite?"},
+    ]
+    completion = client.post("/v1/chat/completions", json={"messages": messages}).json()
+    assert completion["citeline"]["standalone_question"] == "How do I write a JSON document back to a file?"
+    assert "json.dump" in completion["choices"][0]["message"]["content"]
+
+
+def test_streamed_chat_ends_with_done_and_carries_annotations(client: TestClient) -> None:  # type: ignore[type-arg]
+    body = {"messages": [{"role": "user", "content": "How do I read a JSON file?"}], "stream": True}
+    response = client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    data = [d for _, d in events(response.text)]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert content.startswith("Use json.load()")
+    final = chunks[-1]["choices"][0]
+    assert final["finish_reason"] == "stop"
+    assert final["delta"]["annotations"][0]["type"] == "url_citation"
+
+
+def test_streamed_ask_sends_retrieval_drafts_then_the_verified_answer(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = client.post("/v1/ask", json={"question": "How do I read a JSON file?", "stream": True})
+    assert response.status_code == 200
+    kinds = [event for event, _ in events(response.text)]
+    assert kinds[0] == "retrieval"
+    assert kinds[-1] == "answer"
+    assert "draft" in kinds
+    answer = json.loads(events(response.text)[-1][1])
+    assert answer["citations"][0]["url"] == "https://docs.example/json.html"
+
+
+def test_api_keys_scopes_and_rate_limits(tmp_path: Path) -> None:
+    with make_client(tmp_path, api_keys={"reader-key-1": "read"}, rate_limit_per_minute=2) as keyed:
+        assert keyed.get("/v1/search", params={"q": "json"}).status_code == 401
+        assert keyed.get("/v1/search", params={"q": "json"}, headers={"X-API-Key": "wrong"}).status_code == 401
+        ok = keyed.get("/v1/search", params={"q": "json"}, headers={"Authorization": "Bearer reader-key-1"})
+        assert ok.status_code == 200
+        assert keyed.get("/v1/search", params={"q": "json"}, headers={"X-API-Key": "reader-key-1"}).status_code == 200
+        limited = keyed.get("/v1/search", params={"q": "json"}, headers={"X-API-Key": "reader-key-1"})
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        assert limited.headers["content-type"].startswith("application/problem+json")
+        assert keyed.get("/healthz").status_code == 200, "liveness needs no key"
+
+
+def test_access_control_scopes_and_refill() -> None:
+    now = [0.0]
+    access = AccessControl({"r": "read", "i": "ingest"}, rate_per_minute=1, clock=lambda: now[0])
+    with pytest.raises(AccessError) as forbidden:
+        access.authenticate({"x-api-key": "r"}, "c", "ingest")
+    assert forbidden.value.status == 403
+    assert access.authenticate({"x-api-key": "i"}, "c", "read") == "key:i"
+    with pytest.raises(RateLimitedError) as limited:
+        access.authenticate({"x-api-key": "i"}, "c", "read")
+    assert limited.value.retry_after == 60
+    now[0] = 60.0
+    access.authenticate({"x-api-key": "i"}, "c", "read")
+    with pytest.raises(ValueError, match="scope"):
+        AccessControl({"k": "admin"})
+
+
+async def test_generation_gate_bounds_its_queue() -> None:
+    gate = GenerationGate(max_waiting=1)
+    gate.record(4.0)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.turn():
+            await release.wait()
+
+    first = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    second = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    assert gate.waiting == 1
+    with pytest.raises(BusyError) as busy:
+        async with gate.turn():
+            pass
+    assert busy.value.retry_after == 8, "two generations of ~4 s stand before it"
+    release.set()
+    await asyncio.gather(first, second)
+    assert gate.waiting == 0
+    assert not gate.busy
+
+
+def test_metrics_expose_request_and_stage_figures(client: TestClient) -> None:  # type: ignore[type-arg]
+    client.post("/v1/ask", json={"question": "How do I read a JSON file?"})
+    text = client.get("/metrics").text
+    assert "citeline_stage_seconds_bucket" in text
+    assert 'stage="generate"' in text
+    assert "citeline_generation_queue_depth" in text
+    assert "citeline_requests_total" in text or "citeline_request_duration_seconds" in text

@@ -58,6 +58,7 @@ from service.exceptions import (
 )
 from service.gate import GenerationGate
 from service.generation import Generator
+from service.logs import request_id_middleware
 from service.registry import IndexRegistry
 from service.settings import ServiceSettings
 
@@ -434,7 +435,7 @@ def create_app(
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
         route_handlers=[healthz, readyz, ask, chat_completions, search_passages, Metrics],
-        middleware=[prometheus.middleware],
+        middleware=[request_id_middleware, prometheus.middleware],
         cors_config=cors,
         dependencies={"resources": Provide(_resources, sync_to_thread=False)},
         lifespan=[lifespan],

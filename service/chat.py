@@ -83,8 +83,6 @@ def standalone_question(generator: Generator, question: str, history: Sequence[t
     return rewritten
 
 
-
-
 def annotated_content(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
     """The answer text with ``[n]`` markers, and one url_citation per cited sentence and source."""
     if answer.abstained:

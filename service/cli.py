@@ -391,10 +391,14 @@ def serve(
     import uvicorn
 
     from service.app import create_app
+    from service.logs import configure_json_logs
     from service.settings import ServiceSettings
 
+    configure_json_logs()
     settings = ServiceSettings()
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=host or settings.host, port=port or settings.port, log_level="info", access_log=False
+    )
 
 
 @index_app.command("remove")

@@ -195,3 +195,10 @@ def test_metrics_expose_request_and_stage_figures(client: TestClient) -> None:  
     assert 'stage="generate"' in text
     assert "citeline_generation_queue_depth" in text
     assert "citeline_requests_total" in text or "citeline_request_duration_seconds" in text
+
+
+def test_every_response_carries_a_request_id(client: TestClient) -> None:  # type: ignore[type-arg]
+    fresh = client.get("/healthz")
+    assert len(fresh.headers["x-request-id"]) == 32
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["x-request-id"] != "bad id!"

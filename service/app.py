@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 import structlog
-from litestar import Litestar, Response, get, post
+from litestar import Litestar, Response, delete, get, post
 from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
@@ -28,7 +30,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -58,6 +60,7 @@ from service.exceptions import (
 )
 from service.gate import GenerationGate
 from service.generation import Generator
+from service.jobs import IngestJobRequest, JobManager
 from service.logs import request_id_middleware
 from service.registry import IndexRegistry
 from service.settings import ServiceSettings
@@ -106,6 +109,7 @@ class Resources:
     answerer: Answerer | None = None
     error: str | None = None
     gate: GenerationGate = field(default_factory=GenerationGate)
+    jobs: JobManager | None = None
     access: AccessControl = field(default_factory=lambda: AccessControl({}))
     loaded_at: float | None = None
 
@@ -399,11 +403,61 @@ async def search_passages(
     )
 
 
+def _citeline_command() -> list[str]:
+    script = Path(sys.executable).parent / "citeline"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+
+
+def _jobs(resources: Resources) -> JobManager:
+    if resources.jobs is None:
+        raise ProblemDetailsException(status_code=503, title="Not ready", detail="the job runner is starting")
+    return resources.jobs
+
+
+@post("/v1/ingest", summary="Start an ingest job (the options of `citeline ingest`)", status_code=202,
+      guards=[requires("ingest")])  # fmt: skip
+async def start_ingest(data: JSONBody[IngestJobRequest], resources: NamedDependency[Resources]) -> dict[str, Any]:
+    jobs = _jobs(resources)
+    try:
+        job = await asyncio.to_thread(jobs.start, data)
+    except ValueError as exc:
+        raise ProblemDetailsException(status_code=422, title="Invalid ingest job", detail=str(exc)) from exc
+    metrics.INGEST_JOBS.labels("started").inc()
+    return job.public(jobs.directory)
+
+
+@get("/v1/ingest", summary="Ingest jobs, newest first", guards=[requires("ingest")])
+async def list_ingest(resources: NamedDependency[Resources]) -> list[dict[str, Any]]:
+    jobs = _jobs(resources)
+    return [job.public(jobs.directory) for job in jobs.list()]
+
+
+@get("/v1/ingest/{job_id:str}", summary="An ingest job's state, progress and summary", guards=[requires("ingest")])
+async def get_ingest(job_id: FromPath[str], resources: NamedDependency[Resources]) -> dict[str, Any]:
+    jobs = _jobs(resources)
+    job = jobs.get(job_id)
+    if job is None:
+        raise ProblemDetailsException(status_code=404, title="Unknown job", detail=job_id)
+    return job.public(jobs.directory)
+
+
+@delete("/v1/ingest/{job_id:str}", summary="Cancel an ingest job (its checkpoint lets a rerun resume)",
+        status_code=200, guards=[requires("ingest")])  # fmt: skip
+async def cancel_ingest(job_id: FromPath[str], resources: NamedDependency[Resources]) -> dict[str, Any]:
+    jobs = _jobs(resources)
+    job = await asyncio.to_thread(jobs.cancel, job_id)
+    if job is None:
+        raise ProblemDetailsException(status_code=404, title="Unknown job", detail=job_id)
+    metrics.INGEST_JOBS.labels("cancelled").inc()
+    return job.public(jobs.directory)
+
+
 def create_app(
     settings: ServiceSettings | None = None,
     *,
     embedder: Embedder | None = None,
     generator: Generator | None = None,
+    job_command: list[str] | None = None,
 ) -> Litestar:
     """Build the app. With ``embedder`` and ``generator`` given, nothing is loaded from disk."""
     settings = settings or ServiceSettings()
@@ -419,6 +473,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.resources = resources
+        resources.jobs = JobManager(settings.data_dir, command=job_command or _citeline_command())
+        restarted = resources.jobs.recover()
+        if restarted:
+            log.info("ingest jobs restarted after a service restart", jobs=restarted)
         if not resources.ready:
             threading.Thread(target=_load, args=(resources,), name="citeline-loader", daemon=True).start()
         try:
@@ -434,7 +492,18 @@ def create_app(
 
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
-        route_handlers=[healthz, readyz, ask, chat_completions, search_passages, Metrics],
+        route_handlers=[
+            healthz,
+            readyz,
+            ask,
+            chat_completions,
+            search_passages,
+            start_ingest,
+            list_ingest,
+            get_ingest,
+            cancel_ingest,
+            Metrics,
+        ],
         middleware=[request_id_middleware, prometheus.middleware],
         cors_config=cors,
         dependencies={"resources": Provide(_resources, sync_to_thread=False)},

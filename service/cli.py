@@ -7,9 +7,11 @@ embedder only, never the HTTP or generation stack.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,6 +86,13 @@ def models_prepare(
     console.print(f"embedder {embedder.model_name} loads offline ({embedder.dimension}-d)")
 
 
+def _write_json(path: Path, data: object) -> None:
+    """Replace ``path`` atomically: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
 def _print_summary(summary: IngestSummary) -> None:
     table = Table(title=f"ingest into {summary.index!r}", show_header=False)
     rows = [
@@ -149,6 +158,9 @@ def ingest(
         Path | None, typer.Option(help="Also record every fetched page to this WARC file (.warc.gz).")
     ] = None,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the run summary here as JSON.")] = None,
+    progress_json: Annotated[
+        Path | None, typer.Option(help="Keep the run's progress in this JSON file (for a job runner).")
+    ] = None,
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -192,7 +204,12 @@ def ingest(
     ) as progress:
         task = progress.add_task("crawling", total=budget, detail="")
 
+        last_written = [0.0]
+
         def on_progress(state: IngestProgress) -> None:
+            if progress_json is not None and time.monotonic() - last_written[0] > 0.5:
+                last_written[0] = time.monotonic()
+                _write_json(progress_json, dataclasses.asdict(state))
             progress.update(
                 task,
                 completed=state.fetched + state.failed,
@@ -221,7 +238,7 @@ def ingest(
         progress.update(task, total=summary.pages_fetched + len(summary.failures))
     _print_summary(summary)
     if summary_json:
-        summary_json.write_text(json.dumps(summary.to_json(), indent=2))
+        _write_json(summary_json, summary.to_json())
     if summary.pages_fetched == 0 and summary.pages_not_modified == 0 and not summary.resumed_done:
         raise _fail("no page could be fetched")
 

@@ -8,7 +8,7 @@ PY_DOCS := $(CORPORA)/python3.11-doc
 SQLITE_DOCS := $(CORPORA)/sqlite3-doc
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install models corpora lint typecheck unit e2e bench eval clean
+.PHONY: demo test install models corpora browser lint typecheck unit e2e bench eval clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ corpora:
 	scripts/fetch-debian-doc.sh python3.11-doc $(PY_DOCS)
 	scripts/fetch-debian-doc.sh sqlite3-doc $(SQLITE_DOCS)
 
+# The web UI is tested in Debian's chromium, driven by Playwright (no browser download).
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
+
 ## demo: install, prepare models, ingest the Python 3.11 docs from a loopback mirror, serve on 127.0.0.1:8000
 demo: models corpora
 	scripts/demo.sh $(PY_DOCS)/usr/share/doc/python3.11/html
@@ -42,11 +46,11 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not e2e"
 
-e2e: models corpora
+e2e: models corpora browser
 	$(BIN)/pytest -m e2e
 
 ## test: everything CI runs: lint, strict typing, unit tests, end-to-end tests with the real models
-test: models corpora lint typecheck
+test: models corpora browser lint typecheck
 	$(BIN)/pytest
 
 ## bench / eval: need the python-docs index that `make demo` builds

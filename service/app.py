@@ -247,6 +247,15 @@ async def _generate(resources: Resources, work: Callable[[], Any]) -> Any:
         metrics.QUEUE_DEPTH.set(resources.gate.waiting)
 
 
+_UI = Path(__file__).parent / "static" / "index.html"
+
+
+@get("/", include_in_schema=False, media_type="text/html")
+async def ui() -> Response[bytes]:
+    """The web UI: one self-contained page (no CDN), talking to the API below."""
+    return Response(_UI.read_bytes(), media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
 @get("/healthz", summary="Liveness: the process is up")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
@@ -493,6 +502,7 @@ def create_app(
     cors = CORSConfig(allow_origins=settings.cors_origins) if settings.cors_origins else None
     return Litestar(
         route_handlers=[
+            ui,
             healthz,
             readyz,
             ask,

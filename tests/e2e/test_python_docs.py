@@ -4,6 +4,8 @@ real FAISS, the real OpenVINO generator, and ``citeline serve`` as its own proce
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -228,3 +230,44 @@ def test_official_openai_client_gets_cited_answers_streaming_and_not(service: Li
     )
     standalone = (follow_up.model_extra or {})["citeline"]["standalone_question"]
     assert "json" in standalone.lower(), standalone
+
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
+
+
+def test_web_ui_in_headless_chromium(service: LiveService, tmp_path: Path) -> None:
+    """The served page, in a real headless Chromium: ask, watch it stream, open a citation's quote."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium package is needed (make browser)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(service.base_url + "/")
+            page.wait_for_selector("#index option")
+            page.fill("#question", "How do I read a JSON file in Python?")
+            page.click("#ask-button")
+            page.wait_for_selector(".answer-text", timeout=240_000)
+            text = page.inner_text(".answer-text")
+            assert "json.load" in text
+            page.click(".cite")
+            quote = page.inner_text(".quote blockquote")
+            assert len(quote) > 20
+            link = page.get_attribute(".quote a.open-source", "href")
+            assert link
+            assert link.startswith(PUBLIC)
+            assert "#:~:text=" in link
+            shot = tmp_path / "ui.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) >= (1280, 600)
+    assert len(data) > 20_000, "a blank page compresses to almost nothing"
+    if os.environ.get("CITELINE_UPDATE_SCREENSHOT"):
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(data)

@@ -29,7 +29,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -38,6 +38,7 @@ from litestar.plugins.problem_details import (
 )
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.static_files import create_static_files_router
 
 from indexes import (
     CitelineIndexError,
@@ -513,6 +514,7 @@ def create_app(
             get_ingest,
             cancel_ingest,
             Metrics,
+            create_static_files_router(path="/static", directories=[_UI.parent], include_in_schema=False),
         ],
         middleware=[request_id_middleware, prometheus.middleware],
         cors_config=cors,
@@ -529,8 +531,16 @@ def create_app(
             title="citeline",
             version="0.1.0",
             path="/schema",
-            # Scalar's page loads its script from a CDN; the JSON/YAML schema is what works offline.
-            render_plugins=[ScalarRenderPlugin()],
+            # Swagger UI's files are served by the service itself: the docs work with no internet.
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url="/static/swagger/swagger-ui-bundle.js",
+                    css_url="/static/swagger/swagger-ui.css",
+                    standalone_preset_js_url="/static/swagger/swagger-ui-standalone-preset.js",
+                    path="/swagger",
+                    favicon="<link rel='icon' href='data:,'>",
+                ),
+            ],
         ),
         request_max_body_size=settings.max_body_bytes,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,15 @@ def test_every_response_carries_a_request_id(client: TestClient) -> None:  # typ
     assert len(fresh.headers["x-request-id"]) == 32
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
     assert client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["x-request-id"] != "bad id!"
+
+
+def test_docs_and_ui_load_nothing_from_the_internet(client: TestClient) -> None:  # type: ignore[type-arg]
+    for path in ("/schema/swagger", "/"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assets = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text)
+        assert all(not a.startswith(("http:", "https:", "//")) for a in assets), assets
+        for asset in assets:
+            if asset.startswith("/static/"):
+                assert client.get(asset).status_code == 200, asset
+    assert client.get("/schema/openapi.json").json()["paths"]["/v1/chat/completions"]

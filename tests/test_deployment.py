@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -38,8 +39,12 @@ def test_models_and_indexes_live_on_persistent_volumes() -> None:
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
 def test_compose_file_validates() -> None:
-    completed = subprocess.run(
-        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    command = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"]
+    keyed = dict(os.environ, CITELINE_API_KEYS='{"a-key": "read"}')
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, env=keyed)
     assert completed.returncode == 0, completed.stderr
+    # The API listens on all the container's interfaces: it must not start without API keys.
+    open_env = {k: v for k, v in os.environ.items() if k != "CITELINE_API_KEYS"}
+    refused = subprocess.run(command, capture_output=True, text=True, check=False, env=open_env)
+    assert refused.returncode != 0
+    assert "CITELINE_API_KEYS" in refused.stderr

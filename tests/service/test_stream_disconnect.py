@@ -1,0 +1,88 @@
+"""A client that leaves a streamed answer stops the generation (real HTTP server on loopback)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from service.app import create_app
+from service.generation import ChatMessage, GenerationResult, TokenCallback
+from service.settings import ServiceSettings
+from tests.conftest import free_port
+
+EMBEDDER = HashEmbedder(64)
+TEXT = "json.load(fp) deserializes fp, a text file containing a JSON document, to a Python object."
+
+
+class SlowGenerator:
+    """Writes up to 400 words, one every 20 ms, and remembers how many it wrote before being stopped."""
+
+    def __init__(self) -> None:
+        self.words = 0
+        self.stopped = threading.Event()
+
+    @property
+    def model_name(self) -> str:
+        return "slow"
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        on_text: TokenCallback | None = None,
+    ) -> GenerationResult:
+        started = time.perf_counter()
+        for i in range(min(400, max_new_tokens)):
+            time.sleep(0.02)
+            self.words += 1
+            if on_text is not None and on_text(f" word{i}"):
+                self.stopped.set()
+                break
+        return GenerationResult("json.load [1].", 10, self.words, 0.02, time.perf_counter() - started)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, SlowGenerator]]:
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    page = PageRecord(url="https://docs.example/json.html", title="json", text=TEXT, content_hash="h")
+    index.upsert_page(page, [PassageRecord(0, len(TEXT), TEXT)], EMBEDDER.embed([TEXT]))
+    index.flush()
+    index.close()
+    generator = SlowGenerator()
+    app = create_app(ServiceSettings(data_dir=tmp_path, index="docs", top_k=1), embedder=EMBEDDER, generator=generator)
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", generator
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_disconnecting_stops_the_generation(server: tuple[str, SlowGenerator]) -> None:
+    base, generator = server
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{base}/v1/ask", json={"question": "How do I read JSON?", "stream": True}) as response,
+    ):
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("event: draft"):
+                break  # the first token is here: leave
+    assert generator.stopped.wait(10), "the generator was told to stop"
+    assert generator.words < 50, generator.words

@@ -331,7 +331,7 @@ async def _ask_events(
             else:
                 getter.cancel()
                 if not done:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
         answer: Answer = work.result()
         _observe(answer)
         yield ServerSentEventMessage(event="answer", data=msgspec.json.encode(answer).decode())
@@ -377,7 +377,7 @@ async def _chat_events(
         while not task.done():
             done, _ = await asyncio.wait({task}, timeout=10)
             if not done:
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(comment="keep-alive", data=None)
         standalone, answer = task.result()
     except CiteLineServiceError as exc:
         yield ServerSentEventMessage(data=json.dumps({"error": {"message": str(exc), "type": type(exc).__name__}}))

@@ -246,7 +246,7 @@ def test_web_ui_in_headless_chromium(service: LiveService, tmp_path: Path) -> No
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(service.base_url + "/")
-            page.wait_for_selector("#index option")
+            page.wait_for_selector("#index option", state="attached")
             page.fill("#question", "How do I read a JSON file in Python?")
             page.click("#ask-button")
             page.wait_for_selector(".answer-text", timeout=240_000)

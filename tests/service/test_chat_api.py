@@ -215,3 +215,9 @@ def test_docs_and_ui_load_nothing_from_the_internet(client: TestClient) -> None:
             if asset.startswith("/static/"):
                 assert client.get(asset).status_code == 200, asset
     assert client.get("/schema/openapi.json").json()["paths"]["/v1/chat/completions"]
+
+
+def test_keep_alive_comments_carry_no_data_line() -> None:
+    from litestar.response import ServerSentEventMessage
+
+    assert ServerSentEventMessage(comment="keep-alive", data=None).encode() == b": keep-alive\r\n\r\n"

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -271,3 +272,48 @@ def test_web_ui_in_headless_chromium(service: LiveService, tmp_path: Path) -> No
     if os.environ.get("CITELINE_UPDATE_SCREENSHOT"):
         SCREENSHOT.parent.mkdir(exist_ok=True)
         SCREENSHOT.write_bytes(data)
+
+
+def test_ingest_job_over_http_while_questions_are_answered(service: LiveService, python_docs: StaticServer) -> None:
+    """A job started over HTTP crawls real pages into a new index while /v1/ask keeps answering."""
+    seeds = [python_docs.base_url + "library/shutil.html", python_docs.base_url + "library/tempfile.html"]
+    started = httpx.post(
+        f"{service.base_url}/v1/ingest",
+        json={"seeds": seeds, "index": "jobs", "max_depth": 0,
+              "map_url": [f"{python_docs.base_url}={PUBLIC}"]},
+        timeout=30,
+    )  # fmt: skip
+    assert started.status_code == 202, started.text
+    job_id = started.json()["id"]
+    during = service.ask("How do I read a JSON file in Python?")
+    assert during["abstained"] is False
+    deadline = time.monotonic() + 300
+    while (job := httpx.get(f"{service.base_url}/v1/ingest/{job_id}", timeout=10).json())["state"] == "running":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    assert job["state"] == "succeeded", job
+    assert job["summary"]["pages_new"] == 2
+    answer = service.ask("How do I copy a file with its permissions?", index="jobs")
+    assert any(c["url"] == PUBLIC + "library/shutil.html" for c in answer["citations"]), answer
+
+
+def test_web_ui_flags_and_compares_answers(service: LiveService) -> None:
+    """flag policy and two candidates side by side, in the real browser."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(service.base_url + "/")
+            page.wait_for_selector("#index option", state="attached")
+            page.fill("#question", "Which function writes rows to a CSV file?")
+            page.select_option("#policy", "flag")
+            page.fill("#n", "2")
+            page.click("#ask-button")
+            page.wait_for_selector(".agreement, .answer-text", timeout=300_000)
+            answers = page.locator(".answers .answer").count()
+            assert answers in (0, 2), "two distinct candidates side by side, or one when both said the same"
+            assert page.locator(".answer-text .sentence").count() >= 1
+        finally:
+            browser.close()

@@ -248,6 +248,13 @@ async def _generate(resources: Resources, work: Callable[[], Any]) -> Any:
         metrics.QUEUE_DEPTH.set(resources.gate.waiting)
 
 
+def _index_gauges(registry: IndexRegistry) -> None:
+    for name in registry.names():
+        manifest = registry.get(name).manifest()
+        metrics.INDEX_PAGES.labels(name).set(manifest.pages)
+        metrics.INDEX_PASSAGES.labels(name).set(manifest.passages)
+
+
 _UI = Path(__file__).parent / "static" / "index.html"
 
 
@@ -270,6 +277,7 @@ async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, An
     default_index = resources.settings.index
     try:
         await asyncio.to_thread(resources.registry.get, default_index)
+        await asyncio.to_thread(_index_gauges, resources.registry)
     except IndexNotFoundError as exc:
         return Response({"status": "no-index", "error": str(exc)}, status_code=503, headers={"Retry-After": "30"})
     return Response(
@@ -413,6 +421,13 @@ async def search_passages(
     )
 
 
+def _count_job(job: Any, summary: Any) -> None:
+    metrics.INGEST_JOBS.labels(job.state).inc()
+    if isinstance(summary, dict):
+        for result in ("pages_new", "pages_updated", "pages_unchanged", "pages_removed", "duplicates", "pages_failed"):
+            metrics.INGEST_PAGES.labels(result.removeprefix("pages_")).inc(int(summary.get(result) or 0))
+
+
 def _citeline_command() -> list[str]:
     script = Path(sys.executable).parent / "citeline"
     return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
@@ -458,7 +473,6 @@ async def cancel_ingest(job_id: FromPath[str], resources: NamedDependency[Resour
     job = await asyncio.to_thread(jobs.cancel, job_id)
     if job is None:
         raise ProblemDetailsException(status_code=404, title="Unknown job", detail=job_id)
-    metrics.INGEST_JOBS.labels("cancelled").inc()
     return job.public(jobs.directory)
 
 
@@ -484,6 +498,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.resources = resources
         resources.jobs = JobManager(settings.data_dir, command=job_command or _citeline_command())
+        resources.jobs.on_finish = _count_job
         restarted = resources.jobs.recover()
         if restarted:
             log.info("ingest jobs restarted after a service restart", jobs=restarted)

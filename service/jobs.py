@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -104,6 +104,8 @@ class JobManager:
         self._env = env
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
+        self.on_finish: Callable[[Job, Any], None] | None = None
+        """Told about every job that ends, with its summary (None when it wrote none)."""
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         for path in sorted(self.directory.glob("*.job.json")):
             data = _read_json(path)
@@ -201,6 +203,8 @@ class JobManager:
             job.state, job.exit_code, job.error, job.finished_at = state, exit_code, error, time.time()
             self._processes.pop(job.id, None)
         self._save(job)
+        if self.on_finish is not None:
+            self.on_finish(job, _read_json(self.directory / f"{job.id}.summary.json"))
 
     def _save(self, job: Job) -> None:
         path = self.directory / f"{job.id}.job.json"

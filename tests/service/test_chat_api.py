@@ -221,3 +221,16 @@ def test_keep_alive_comments_carry_no_data_line() -> None:
     from litestar.response import ServerSentEventMessage
 
     assert ServerSentEventMessage(comment="keep-alive", data=None).encode() == b": keep-alive\r\n\r\n"
+
+
+def test_cors_is_off_by_default_and_configurable(tmp_path: Path, client: TestClient) -> None:  # type: ignore[type-arg]
+    preflight = {"Origin": "https://chat.example", "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in client.options("/v1/ask", headers=preflight).headers
+    with make_client(tmp_path / "cors", cors_origins=["https://chat.example"]) as cors:
+        allowed = cors.options("/v1/ask", headers=preflight)
+        assert allowed.headers["access-control-allow-origin"] == "https://chat.example"
+
+
+def test_index_size_is_exported(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert client.get("/readyz").status_code == 200
+    assert 'citeline_index_passages{index="docs"} 3.0' in client.get("/metrics").text

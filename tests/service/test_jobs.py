@@ -106,3 +106,11 @@ def test_running_job_survives_a_service_restart(tmp_path: Path) -> None:
         job = second.get(f"/v1/ingest/{job_id}", headers=INGEST_KEY).json()
         assert job["restarts"] == 1
         assert wait_for(second, job_id, "succeeded")["summary"]["pages_new"] == 3
+
+
+def test_metrics_count_ingest_jobs_and_index_size(client: TestClient) -> None:  # type: ignore[type-arg]
+    job_id = client.post("/v1/ingest", json={"seeds": ["http://site.test/sleep-0.2"]}, headers=INGEST_KEY).json()["id"]
+    wait_for(client, job_id, "succeeded")
+    text = client.get("/metrics").text
+    assert 'citeline_ingest_jobs_total{state="succeeded"}' in text
+    assert 'citeline_ingest_pages_total{result="new"}' in text

@@ -86,3 +86,34 @@ def test_disconnecting_stops_the_generation(server: tuple[str, SlowGenerator]) -
                 break  # the first token is here: leave
     assert generator.stopped.wait(10), "the generator was told to stop"
     assert generator.words < 50, generator.words
+
+
+def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    page = PageRecord(url="https://docs.example/json.html", title="json", text=TEXT, content_hash="h")
+    index.upsert_page(page, [PassageRecord(0, len(TEXT), TEXT)], EMBEDDER.embed([TEXT]))
+    index.close()
+    generator = SlowGenerator()
+    settings = ServiceSettings(data_dir=tmp_path, index="docs", top_k=1, max_queue=0)
+    app = create_app(settings, embedder=EMBEDDER, generator=generator)
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        first = threading.Thread(target=httpx.post, args=(f"{base}/v1/ask",), kwargs={"json": {"question": "JSON?"},
+                                                                                      "timeout": 60})  # fmt: skip
+        first.start()
+        while generator.words == 0:
+            time.sleep(0.01)
+        refused = httpx.post(f"{base}/v1/ask", json={"question": "JSON again?"}, timeout=30)
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.json()["title"] == "Busy"
+        first.join(timeout=60)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)

@@ -133,10 +133,15 @@ class JobManager:
     def start(self, request: IngestJobRequest) -> Job:
         if not (request.seeds or request.sitemaps or request.feeds):
             raise ValueError("nothing to ingest: give seeds, sitemaps or feeds")
+        if any(not arg or any(ord(c) < 32 for c in arg) for arg in request.arguments()[1:]):
+            raise ValueError("options must be non-empty and free of control characters")
         job = Job(id=uuid.uuid4().hex[:12], request=msgspec.to_builtins(request))
         with self._lock:
             self._jobs[job.id] = job
-        self._spawn(job)
+        try:
+            self._spawn(job)
+        except (OSError, ValueError) as exc:
+            self._finish(job, "failed", error=f"could not start: {exc}")
         return job
 
     def get(self, job_id: str) -> Job | None:
@@ -175,13 +180,12 @@ class JobManager:
             "--summary-json", str(self.directory / f"{job.id}.summary.json"),
             "--progress-json", str(self.directory / f"{job.id}.progress.json"),
         ]  # fmt: skip
-        log = (self.directory / f"{job.id}.log").open("ab")
         env = dict(self._env if self._env is not None else os.environ, HF_HUB_OFFLINE="1")
-        # The arguments come from a validated request and are passed as a list: no shell is involved.
-        process = subprocess.Popen(  # noqa: S603
-            [*self._command, *args], stdout=log, stderr=log, env=env, start_new_session=True
-        )
-        log.close()
+        with (self.directory / f"{job.id}.log").open("ab") as log:
+            # The arguments come from a validated request and are passed as a list: no shell is involved.
+            process = subprocess.Popen(  # noqa: S603
+                [*self._command, *args], stdout=log, stderr=log, env=env, start_new_session=True
+            )
         with self._lock:
             job.state, job.pid, job.error, job.exit_code, job.finished_at = "running", process.pid, None, None, None
             self._processes[job.id] = process

@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from indexes import HashEmbedder
 from service.app import create_app
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
 from service.verify import JUDGE_SYSTEM
+from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)
 PAGE_TEXT = (
@@ -33,16 +34,7 @@ def reply(messages: Sequence[ChatMessage]) -> str:
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:  # type: ignore[type-arg]
-    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
-    lines = PAGE_TEXT.split("\n")
-    passages, start = [], 0
-    for line in lines:
-        passages.append(PassageRecord(start, start + len(line), line))
-        start += len(line) + 1
-    page = PageRecord(url="https://docs.example/json.html", title="json", text=PAGE_TEXT, content_hash="h")
-    index.upsert_page(page, passages, EMBEDDER.embed([p.text for p in passages]))
-    index.flush()
-    index.close()
+    one_page_index(tmp_path, EMBEDDER, PAGE_TEXT)
     settings = ServiceSettings(data_dir=tmp_path, index="docs", top_k=2, max_body_bytes=4000)
     app = create_app(settings, embedder=EMBEDDER, generator=ScriptedGenerator(reply))
     with TestClient(app) as test_client:

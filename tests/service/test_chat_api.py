@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from indexes import HashEmbedder
 from service.app import create_app
 from service.auth import AccessControl
 from service.chat import REWRITE_SYSTEM
@@ -21,6 +21,7 @@ from service.gate import GenerationGate
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
 from service.verify import JUDGE_SYSTEM
+from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)
 PAGE_TEXT = (
@@ -42,15 +43,7 @@ def reply(messages: Sequence[ChatMessage]) -> str:
 
 
 def make_client(tmp_path: Path, **settings: Any) -> TestClient:  # type: ignore[type-arg]
-    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
-    passages, start = [], 0
-    for line in PAGE_TEXT.split("\n"):
-        passages.append(PassageRecord(start, start + len(line), line))
-        start += len(line) + 1
-    page = PageRecord(url="https://docs.example/json.html", title="json", text=PAGE_TEXT, content_hash="h")
-    index.upsert_page(page, passages, EMBEDDER.embed([p.text for p in passages]))
-    index.flush()
-    index.close()
+    one_page_index(tmp_path, EMBEDDER, PAGE_TEXT)
     config = ServiceSettings(data_dir=tmp_path, index="docs", top_k=2, **settings)
     return TestClient(create_app(config, embedder=EMBEDDER, generator=ScriptedGenerator(reply)))
 

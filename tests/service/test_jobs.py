@@ -114,3 +114,9 @@ def test_metrics_count_ingest_jobs_and_index_size(client: TestClient) -> None:  
     text = client.get("/metrics").text
     assert 'citeline_ingest_jobs_total{state="succeeded"}' in text
     assert 'citeline_ingest_pages_total{result="new"}' in text
+
+
+def test_options_with_control_characters_are_refused(client: TestClient) -> None:  # type: ignore[type-arg]
+    refused = client.post("/v1/ingest", json={"seeds": ["http://a.test/\u0000x"]}, headers=INGEST_KEY)
+    assert refused.status_code == 422
+    assert client.get("/v1/ingest", headers=INGEST_KEY).json() == [], "a refused job leaves no record"

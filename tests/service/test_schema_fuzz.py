@@ -12,21 +12,18 @@ import hypothesis
 import schemathesis
 from schemathesis.checks import not_a_server_error
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from indexes import HashEmbedder
 from service.app import create_app
 from service.generation import ScriptedGenerator
 from service.settings import ServiceSettings
+from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)
 TEXT = "json.load(fp) deserializes fp, a text file containing a JSON document, to a Python object."
 
 
 def _app(data_dir: Path):  # type: ignore[no-untyped-def]
-    index = PassageIndex.create_or_open(data_dir, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
-    page = PageRecord(url="https://docs.example/json.html", title="json", text=TEXT, content_hash="h")
-    index.upsert_page(page, [PassageRecord(0, len(TEXT), TEXT)], EMBEDDER.embed([TEXT]))
-    index.flush()
-    index.close()
+    one_page_index(data_dir, EMBEDDER, TEXT)
     settings = ServiceSettings(data_dir=data_dir, index="docs", top_k=2, rate_limit_per_minute=0)
     generator = ScriptedGenerator("Use json.load() to read a JSON document [1].")
     return create_app(settings, embedder=EMBEDDER, generator=generator, job_command=[sys.executable, "-c", "pass"])

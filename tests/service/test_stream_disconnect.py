@@ -11,11 +11,12 @@ import httpx
 import pytest
 import uvicorn
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from indexes import HashEmbedder
 from service.app import create_app
 from service.generation import ChatMessage, GenerationResult, TokenCallback
 from service.settings import ServiceSettings
 from tests.conftest import free_port
+from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)
 TEXT = "json.load(fp) deserializes fp, a text file containing a JSON document, to a Python object."
@@ -53,11 +54,7 @@ class SlowGenerator:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, SlowGenerator]]:
-    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
-    page = PageRecord(url="https://docs.example/json.html", title="json", text=TEXT, content_hash="h")
-    index.upsert_page(page, [PassageRecord(0, len(TEXT), TEXT)], EMBEDDER.embed([TEXT]))
-    index.flush()
-    index.close()
+    one_page_index(tmp_path, EMBEDDER, TEXT)
     generator = SlowGenerator()
     app = create_app(ServiceSettings(data_dir=tmp_path, index="docs", top_k=1), embedder=EMBEDDER, generator=generator)
     port = free_port()
@@ -89,10 +86,7 @@ def test_disconnecting_stops_the_generation(server: tuple[str, SlowGenerator]) -
 
 
 def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
-    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
-    page = PageRecord(url="https://docs.example/json.html", title="json", text=TEXT, content_hash="h")
-    index.upsert_page(page, [PassageRecord(0, len(TEXT), TEXT)], EMBEDDER.embed([TEXT]))
-    index.close()
+    one_page_index(tmp_path, EMBEDDER, TEXT)
     generator = SlowGenerator()
     settings = ServiceSettings(data_dir=tmp_path, index="docs", top_k=1, max_queue=0)
     app = create_app(settings, embedder=EMBEDDER, generator=generator)

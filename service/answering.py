@@ -169,6 +169,9 @@ class Answer:
     unknown_terms: list[str] = field(default_factory=list)
     """Distinctive terms of the question that no passage of the index mentions: the answer
     abstained without generating, since the corpus cannot be about them."""
+    cached: bool = False
+    """Served from the answer cache: the same question, options and unchanged index were answered
+    before (``timings`` are those of that first answer)."""
 
 
 def retrieved(hit: SearchHit) -> RetrievedPassage:

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -50,6 +50,7 @@ from indexes import (
 from service import metrics
 from service.answering import Answer, Answerer, RetrievedPassage, retrieved, search
 from service.auth import AccessControl, Scope
+from service.cache import AnswerCache, cache_key
 from service.chat import ChatRequest, completion, completion_chunks, conversation, standalone_question
 from service.exceptions import (
     AccessError,
@@ -110,6 +111,7 @@ class Resources:
     answerer: Answerer | None = None
     error: str | None = None
     gate: GenerationGate = field(default_factory=GenerationGate)
+    cache: AnswerCache = field(default_factory=AnswerCache)
     jobs: JobManager | None = None
     access: AccessControl = field(default_factory=lambda: AccessControl({}))
     loaded_at: float | None = None
@@ -301,10 +303,16 @@ async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources])
         if resources.gate.busy and resources.gate.waiting >= resources.gate.max_waiting:
             raise BusyError("the generator queue is full", resources.gate.retry_after())
         return ServerSentEvent(_ask_events(resources, answerer, question, index, data))
+    key = cache_key(index.name, index.generation(), question, data.top_k, data.policy, data.n)
+    cached = resources.cache.get(key)
+    if cached is not None:
+        metrics.ANSWERS.labels("cached").inc()
+        return replace(cached, cached=True)
     answer: Answer = await _generate(
         resources, lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n)
     )
     _observe(answer)
+    resources.cache.put(key, answer)
     return answer
 
 
@@ -488,6 +496,7 @@ def create_app(
     resources = Resources(
         settings=settings,
         gate=GenerationGate(settings.max_queue),
+        cache=AnswerCache(settings.answer_cache_size),
         access=AccessControl(settings.api_keys, settings.rate_limit_per_minute),
     )
     if embedder is not None and generator is not None:

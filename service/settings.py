@@ -27,6 +27,8 @@ class ServiceSettings(IngestSettings):
     """Longer questions are refused with 422."""
     max_body_bytes: int = 65_536
     """Request bodies above this are refused with 413."""
+    answer_cache_size: int = 256
+    """Answers kept for repeated questions against an unchanged index (0: no cache)."""
     max_queue: int = 8
     """Requests that may wait for the generator behind the running one; more get 503 + Retry-After."""
     api_keys: dict[str, str] = Field(default_factory=dict)

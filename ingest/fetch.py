@@ -341,11 +341,15 @@ class Crawler:
         self,
         seeds: Iterable[str],
         *,
+        listed: Iterable[str] = (),
         done: Iterable[str] = (),
         queued: Iterable[tuple[str, int]] = (),
         on_discovered: Callable[[list[tuple[str, int]]], None] | None = None,
     ) -> AsyncIterator[CrawlItem]:
         """Yield every fetched page, revalidated page or failure, up to ``max_pages`` URLs.
+
+        ``seeds`` are crawled from; ``listed`` URLs (from a sitemap or a feed) are fetched but their
+        links are not followed, and they do not widen the scope (unless there are no seeds).
 
         A resumed crawl passes what its checkpoint holds: ``done`` URLs are not fetched again and
         ``queued`` ones (with their depth) are fetched before anything new. ``on_discovered`` is
@@ -353,14 +357,16 @@ class Crawler:
         checkpoint written from it never loses a link.
         """
         seed_list = [canonical(s) for s in seeds]
-        prefixes = self._scope.bounds(seed_list)
+        listed_list = [canonical(u) for u in listed]
+        prefixes = self._scope.bounds(seed_list or listed_list)
         done_set = set(done)
         seen: set[str] = set(done_set)
         queue: asyncio.Queue[tuple[str, int]] = asyncio.Queue()
         results: asyncio.Queue[CrawlItem | None] = asyncio.Queue()
         budget = self._limits.max_pages
         initial: list[tuple[str, int]] = []
-        for url, depth in [*queued, *((s, 0) for s in seed_list)]:
+        leaf = self._limits.max_depth  # at the depth limit: fetched, never followed
+        for url, depth in [*queued, *((s, 0) for s in seed_list), *((u, leaf) for u in listed_list)]:
             if url not in seen and len(seen) < budget:
                 seen.add(url)
                 initial.append((url, depth))

@@ -194,7 +194,6 @@ class IngestPipeline:
         self,
         index: PassageIndex,
         embedder: Embedder,
-        crawler: Crawler | None = None,
         *,
         sizes: ChunkSizes | None = None,
         url_map: UrlMap | None = None,
@@ -207,7 +206,6 @@ class IngestPipeline:
         index.check_embedder(embedder.model_name, embedder.dimension)
         self._index = index
         self._embedder = embedder
-        self._crawler = crawler
         self._sizes = sizes or ChunkSizes()
         self._url_map = url_map or UrlMap()
         self._batch_passages = embed_batch_passages
@@ -303,9 +301,10 @@ class IngestPipeline:
 
     async def run(
         self,
+        crawler: Crawler,
         seeds: Sequence[str],
         *,
-        crawler: Crawler | None = None,
+        listed: Sequence[str] = (),
         summary: IngestSummary | None = None,
         before: AsyncIterable[CrawlItem] | None = None,
         budget: int = 0,
@@ -313,14 +312,12 @@ class IngestPipeline:
         journal: CrawlJournal | None = None,
         tap: Callable[[CrawlItem], None] | None = None,
     ) -> IngestSummary:
-        """Crawl ``seeds`` (after the items of ``before``, if any) and ingest what comes.
+        """Crawl ``seeds`` and fetch ``listed`` (after the items of ``before``, if any) and ingest
+        what comes.
 
         With a ``journal``, an interrupted run of the same job is resumed: its finished URLs are
         not fetched again and its queued ones come first. A run that ends deletes the checkpoint.
         """
-        crawler = crawler or self._crawler
-        if crawler is None:
-            raise ValueError("this pipeline has no crawler: use ingest() with a page source")
         summary = summary or IngestSummary(index=self._index.name, seeds=list(seeds))
         state = journal.open() if journal is not None else None
         done: list[str] = []
@@ -330,6 +327,7 @@ class IngestPipeline:
             summary.resumed, summary.resumed_done = True, len(done)
         items = crawler.crawl(
             seeds,
+            listed=listed,
             done=done,
             queued=queued,
             on_discovered=journal.queue if journal is not None else None,

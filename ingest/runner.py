@@ -148,8 +148,7 @@ async def run_ingest(
                 client,
                 CrawlLimits(
                     max_pages=budget,
-                    # Listed URLs are fetched, not crawled from; seeds follow links.
-                    max_depth=max_depth if inputs.seeds else 0,
+                    max_depth=max_depth,
                     concurrency=settings.concurrency,
                     per_host_delay=settings.per_host_delay,
                     max_page_bytes=settings.max_page_bytes,
@@ -172,11 +171,11 @@ async def run_ingest(
             if offline:
                 await pipeline.ingest(chain(iterate(listing_failures), *offline), summary=summary, progress=progress)
                 listing_failures = []
-            crawl_seeds = [*inputs.seeds, *listed]
-            if crawl_seeds:
+            if inputs.seeds or listed:
                 await pipeline.run(
-                    crawl_seeds,
-                    crawler=crawler,
+                    crawler,
+                    inputs.seeds,
+                    listed=listed,
                     summary=summary,
                     before=iterate(listing_failures),
                     budget=budget,

@@ -129,3 +129,13 @@ async def test_redirect_loop_is_bounded() -> None:
     async with client:
         _, failures = await collect(Crawler(client, CrawlLimits()), ["https://loop.example/a"])
     assert failures["https://loop.example/a"].reason == "too many redirects"
+
+
+async def test_listed_urls_are_fetched_but_not_crawled_from() -> None:
+    c, client = crawler(max_pages=50)
+    async with client:
+        pages = [item.url async for item in c.crawl([], listed=["https://h.example/docs/sub/b.html"])]
+        assert pages == ["https://h.example/docs/sub/b.html"], "b links to a and c: neither is followed"
+        mixed = [item.url async for item in c.crawl(["https://h.example/docs/sub/c.html"],
+                                                    listed=["https://h.example/docs/a.html"])]  # fmt: skip
+    assert sorted(mixed) == ["https://h.example/docs/a.html", "https://h.example/docs/sub/c.html"]

@@ -6,9 +6,10 @@ BIN := $(VENV)/bin
 CORPORA := .cache/corpora
 PY_DOCS := $(CORPORA)/python3.11-doc
 SQLITE_DOCS := $(CORPORA)/sqlite3-doc
+DJANGO_DOCS := $(CORPORA)/python-django-doc
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install models corpora browser lint typecheck unit e2e bench eval clean
+.PHONY: demo test install models corpora browser lint typecheck unit e2e index django-index bench bench-quick eval clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +28,7 @@ models: install
 corpora:
 	scripts/fetch-debian-doc.sh python3.11-doc $(PY_DOCS)
 	scripts/fetch-debian-doc.sh sqlite3-doc $(SQLITE_DOCS)
+	scripts/fetch-debian-doc.sh python-django-doc $(DJANGO_DOCS)
 
 # The web UI is tested in Debian's chromium, driven by Playwright (no browser download).
 browser:
@@ -53,12 +55,26 @@ e2e: models corpora browser
 test: models corpora browser lint typecheck
 	$(BIN)/pytest
 
-## bench / eval: need the python-docs index that `make demo` builds
-bench: models
-	$(BIN)/python bench/ask_latency.py --index python-docs
-	$(BIN)/python bench/checker_accuracy.py
+# The demo's python-docs index without serving it (incremental: cheap when it is up to date).
+index: models corpora
+	scripts/demo.sh $(PY_DOCS)/usr/share/doc/python3.11/html --no-serve
 
-eval: models
+# The second corpus for the retrieval and prompt-budget benchmarks (690 pages: tens of minutes).
+django-index: models corpora
+	$(BIN)/citeline ingest --index django-docs --dir $(DJANGO_DOCS)/usr/share/doc/python-django-doc/html \
+		--base-url https://docs.djangoproject.com/en/stable/
+
+## bench: every speed benchmark (ingest, embedding, retrieval, hybrid, generation, /v1/ask) in under
+## 20 minutes; tables in bench/results/SUMMARY.md
+bench: index
+	$(BIN)/python bench/all.py
+
+bench-quick: index
+	$(BIN)/python bench/all.py --quick
+
+## eval: answer quality on the full evaluation sets, and the citation checker's accuracy
+eval: index
+	$(BIN)/python bench/checker_accuracy.py
 	$(BIN)/citeline eval eval/sets/python_faq.jsonl eval/sets/python_faq_paraphrased.jsonl \
 		eval/sets/python_offcorpus.jsonl eval/sets/python_false_premise.jsonl --index python-docs \
 		--answers eval/sets/python_faq_answers.jsonl --out bench/results/eval_python_docs.json

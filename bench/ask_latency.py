@@ -1,155 +1,158 @@
-"""Ask latency on this machine: retrieve / generate / total, time to first token, decode speed.
+"""End to end: ``POST /v1/ask`` over loopback HTTP on evaluation questions, p50/p95, split into
+retrieve / excerpt / generate / verify, with the prompt budget (default) and whole passages side by side.
 
-Runs in-process against an existing index (``make demo`` builds ``python-docs``). The baseline,
-measured in the same run on the same questions, is the bare generator call on the same prompt
-with nothing else around it, so the ratio column is citeline's own overhead (retrieval, prompt
-building, citation parsing and span matching); absolute times drift on a shared machine, ratios
-much less.
+Starts ``citeline serve`` twice on a free loopback port against an existing index (``make demo``
+builds ``python-docs``): once with the default settings and once with whole passages in the prompt
+(``CITELINE_PROMPT_SOURCE_CHARS=0``, the behaviour before the budget), the baseline. Both answer the
+same questions in the same order; the answer cache is off. Quality is reported next to speed
+(abstentions, answers citing the gold page), so a faster prompt that answers worse shows.
 
-    .venv/bin/python bench/ask_latency.py --index python-docs [--questions FILE] [--repeat 1]
+    .venv/bin/python bench/ask_latency.py --index python-docs [--every 15] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
+import socket
+import subprocess
+import sys
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
+import httpx
+from _common import ROOT, machine, median, percentile, ratio, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import PassageIndex, SentenceTransformerEmbedder
-from service.answering import Answerer, search
-from service.generation import ChatMessage, OpenVINOGenerator
-from service.prompt import build_messages
-from service.settings import ServiceSettings
+from service.evaluation import EvalQuestion, load_questions
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_QUESTIONS = HERE / "questions" / "python_docs.txt"
+SETS = (ROOT / "eval/sets/python_faq.jsonl", ROOT / "eval/sets/python_faq_paraphrased.jsonl")
+TARGETS = {"total_ms": "p50 <= 5000", "ttft_ms": "p50 <= 2000"}
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    citeline = Path(sys.executable).with_name("citeline")
+    command = [str(citeline), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"citeline serve exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    process.kill()
+    raise SystemExit("citeline serve did not become ready in 300 s")
+
+
+def ask_all(env: dict[str, str], questions: list[EvalQuestion]) -> list[dict[str, Any]]:
+    port = free_port()
+    process = serve(env, port)
+    rows = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            for item in questions:
+                started = time.perf_counter()
+                response = client.post("/v1/ask", json={"question": item.question})
+                wall_ms = (time.perf_counter() - started) * 1000
+                response.raise_for_status()
+                body = response.json()
+                gold = item.gold_url.split("#")[0] if item.gold_url else None
+                rows.append(
+                    {
+                        "id": item.id,
+                        "wall_ms": round(wall_ms, 1),
+                        **{k: body["timings"][k] for k in body["timings"]},
+                        "ttft_ms": body["timings"]["time_to_first_token_ms"],
+                        "prompt_tokens": body["usage"]["prompt_tokens"],
+                        "abstained": body["abstained"],
+                        "cites_gold": bool(gold and any(c["url"].split("#")[0] == gold for c in body["citations"])),
+                    }
+                )
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    def column(key: str) -> list[float]:
+        return [float(r[key]) for r in rows]
+
+    answered = [r for r in rows if not r["abstained"]]
+    out = {
+        "p50_total_ms": median(column("wall_ms")),
+        "p95_total_ms": percentile(column("wall_ms"), 0.95),
+        "p50_ttft_ms": median([float(r["ttft_ms"]) for r in rows if r["ttft_ms"]]),
+        "p50_prompt_tokens": median([float(r["prompt_tokens"]) for r in rows if r["prompt_tokens"]]),
+        "abstained": float(len(rows) - len(answered)),
+        "cites_gold_share": round(sum(r["cites_gold"] for r in rows) / len(rows), 3) if rows else 0.0,
+    }
+    for stage in ("retrieve_ms", "excerpt_ms", "generate_ms", "verify_ms"):
+        out[f"p50_{stage}"] = median(column(stage))
+        out[f"p95_{stage}"] = percentile(column(stage), 0.95)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--index", default="python-docs")
-    parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "ask_latency.json")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--every", type=int, default=15, help="every Nth question of each set (default 15: 24 q)")
+    parser.add_argument("--quick", action="store_true", help="two questions per set")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-
-    questions = [q.strip() for q in args.questions.read_text().splitlines() if q.strip() and not q.startswith("#")]
-    settings = ServiceSettings()
-    started = time.perf_counter()
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
-    generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
-    load_s = time.perf_counter() - started
-    index = PassageIndex.open(settings.data_dir, args.index)
-    answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
-
-    rows = []
-    for question in questions:
-        answer = answerer.answer(question, index)
-        # Baseline: the bare generator on the same prompt. A nonce line at the start of the last
-        # turn keeps the prefix cache from reusing the sources citeline just sent, so both runs
-        # reuse exactly the fixed instructions and few-shot turns and nothing more.
-        messages = build_messages(question, search(index, embedder, question, settings.top_k))
-        last = messages[-1]
-        messages[-1] = ChatMessage(last.role, f"Request {uuid.uuid4().hex[:8]}.\n{last.content}")
-        bare = generator.generate(messages, max_new_tokens=settings.max_new_tokens)
-        rows.append(
-            {
-                "question": question,
-                "abstained": answer.abstained,
-                "citations": len(answer.citations),
-                "prompt_tokens": answer.usage.prompt_tokens,
-                "completion_tokens": answer.usage.completion_tokens,
-                "retrieve_ms": answer.timings.retrieve_ms,
-                "ttft_ms": answer.timings.time_to_first_token_ms,
-                "generate_ms": answer.timings.generate_ms,
-                "verify_ms": answer.timings.verify_ms,
-                "judge_calls": answer.usage.judge_calls,
-                "total_ms": answer.timings.total_ms,
-                "tokens_per_second": answer.usage.tokens_per_second,
-                "baseline_generate_ms": round(bare.seconds * 1000, 1),
-                "baseline_ttft_ms": round(bare.time_to_first_token * 1000, 1),
-            }
-        )
-
-    def column(key: str) -> list[float]:
-        return [float(r[key]) for r in rows]
-
-    decode_rates = [r["tokens_per_second"] for r in rows if r["completion_tokens"] >= 8]
-    summary = {
-        "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores",
-        "questions": len(rows),
-        "model_load_s": round(load_s, 1),
-        "p50_total_ms": statistics.median(column("total_ms")),
-        "p95_total_ms": percentile(column("total_ms"), 0.95),
-        "p50_ttft_ms": statistics.median(column("ttft_ms")),
-        "p50_retrieve_ms": statistics.median(column("retrieve_ms")),
-        "p50_generate_ms": statistics.median(column("generate_ms")),
-        "p50_verify_ms": statistics.median(column("verify_ms")),
-        "mean_verify_ms": round(statistics.fmean(column("verify_ms")), 1),
-        "p50_verify_share": round(statistics.median(r["verify_ms"] / r["total_ms"] for r in rows if r["total_ms"]), 4),
-        "judge_calls": sum(r["judge_calls"] for r in rows),
-        "p50_prompt_tokens": statistics.median(column("prompt_tokens")),
-        "p50_decode_tokens_per_second": statistics.median(decode_rates) if decode_rates else 0.0,
-        "baseline_p50_generate_ms": statistics.median(column("baseline_generate_ms")),
-        "baseline_p50_ttft_ms": statistics.median(column("baseline_ttft_ms")),
-        "abstained": sum(1 for r in rows if r["abstained"]),
+    questions = [q for path in SETS for q in load_questions(path, every=args.every, limit=2 if args.quick else None)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CITELINE_INDEX": args.index, "CITELINE_ANSWER_CACHE_SIZE": "0"}
+    env["CITELINE_RATE_LIMIT_PER_MINUTE"] = "100000"
+    if args.data_dir is not None:
+        env["CITELINE_DATA_DIR"] = str(args.data_dir)
+    runs = {
+        "budget": ask_all(env, questions),
+        "whole": ask_all({**env, "CITELINE_PROMPT_SOURCE_CHARS": "0"}, questions),
     }
-    summary["overhead_ratio_p50"] = round(summary["p50_total_ms"] / summary["baseline_p50_generate_ms"], 3)
+    summary = {label: summarise(rows) for label, rows in runs.items()}
 
-    console = Console(width=170)
-    table = Table(title=f"/v1/ask path, in-process, index {args.index!r} ({summary['machine']})")
-    for name in ("question", "abst", "prompt tok", "out tok", "retrieve ms", "TTFT ms", "total ms", "bare gen ms",
-                 "ratio", "tok/s"):  # fmt: skip
-        table.add_column(name, overflow="fold")
-    for r in rows:
-        cells = [r["question"][:48], "yes" if r["abstained"] else "", str(r["prompt_tokens"])]
-        cells += [str(r["completion_tokens"]), f"{r['retrieve_ms']:.0f}", f"{r['ttft_ms']:.0f}"]
-        cells += [f"{r['total_ms']:.0f}", f"{r['baseline_generate_ms']:.0f}"]
-        cells += [
-            f"{r['total_ms'] / r['baseline_generate_ms']:.2f}",
-            f"{r['tokens_per_second']:.1f}" if r["completion_tokens"] >= 8 else "-",
-        ]
-        table.add_row(*cells)
-    console.print(table)
-    summary_table = Table(title="summary (baseline = bare generator call on the same prompt, same run)")
-    summary_table.add_column("figure")
-    summary_table.add_column("citeline")
-    summary_table.add_column("baseline")
-    summary_table.add_column("ratio")
-    summary_table.add_row(
-        "p50 total / generate ms", f"{summary['p50_total_ms']:.0f}", f"{summary['baseline_p50_generate_ms']:.0f}",
-        f"{summary['overhead_ratio_p50']:.3f}",
-    )  # fmt: skip
-    summary_table.add_row(
-        "p50 time to first token ms", f"{summary['p50_ttft_ms']:.0f}", f"{summary['baseline_p50_ttft_ms']:.0f}",
-        f"{summary['p50_ttft_ms'] / max(summary['baseline_p50_ttft_ms'], 1):.3f}",
-    )  # fmt: skip
-    summary_table.add_row("p95 total ms", f"{summary['p95_total_ms']:.0f}", "", "")
-    verify_cell = f"{summary['p50_verify_ms']:.0f} / {summary['mean_verify_ms']:.0f}"
-    summary_table.add_row(
-        "verify ms p50 / mean (share of total, p50)", verify_cell, "", f"{summary['p50_verify_share']:.3f}"
+    console = Console(width=160)
+    table = Table(
+        title=f"POST /v1/ask over loopback, {len(questions)} eval questions, index {args.index!r} ({machine()})"
     )
-    summary_table.add_row("judge calls (all questions)", str(summary["judge_calls"]), "", "")
-    summary_table.add_row("p50 retrieve ms", f"{summary['p50_retrieve_ms']:.0f}", "", "")
-    summary_table.add_row("p50 prompt tokens", f"{summary['p50_prompt_tokens']:.0f}", "", "")
-    summary_table.add_row("p50 decode tokens/s", f"{summary['p50_decode_tokens_per_second']:.1f}", "", "")
-    summary_table.add_row("model load s", f"{summary['model_load_s']:.1f}", "", "")
-    console.print(summary_table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
-    console.print(f"written to {args.out}")
+    for column in ("figure", "budgeted prompt (default)", "whole passages (baseline)", "ratio", "target"):
+        table.add_column(column)
+    budget, whole = summary["budget"], summary["whole"]
+    for key, label in (
+        ("p50_total_ms", "p50 total ms (client)"),
+        ("p95_total_ms", "p95 total ms (client)"),
+        ("p50_ttft_ms", "p50 time to first token ms"),
+        ("p50_retrieve_ms", "p50 retrieve ms"),
+        ("p50_excerpt_ms", "p50 excerpt ms"),
+        ("p50_generate_ms", "p50 generate ms"),
+        ("p95_generate_ms", "p95 generate ms"),
+        ("p50_verify_ms", "p50 verify ms"),
+        ("p95_verify_ms", "p95 verify ms"),
+        ("p50_prompt_tokens", "p50 prompt tokens"),
+    ):
+        target = TARGETS.get(key.removeprefix("p50_"), "") if key.startswith("p50_") else ""
+        table.add_row(label, f"{budget[key]:.0f}", f"{whole[key]:.0f}", ratio(budget[key], whole[key]), target)
+    table.add_row("abstained", f"{budget['abstained']:.0f}", f"{whole['abstained']:.0f}", "", "")
+    table.add_row(
+        "answers citing the gold page", f"{budget['cites_gold_share']:.3f}", f"{whole['cites_gold_share']:.3f}",
+        ratio(budget["cites_gold_share"], whole["cites_gold_share"]), "not lower",
+    )  # fmt: skip
+    console.print(table)
+    path = write_results("ask_latency", {"questions": len(questions), "summary": summary, "rows": runs}, args.out)
+    console.print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from indexes import SentenceTransformerEmbedder
+from indexes import load_embedder
 from service.generation import OpenVINOGenerator
 from service.settings import ServiceSettings
 from service.verify import Verifier, VerifierConfig, VerifierStats
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = ServiceSettings()
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = load_embedder(settings)
     generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
     cheap = Verifier(embedder, None, VerifierConfig(use_judge=False))
     full = Verifier(embedder, generator, VerifierConfig(max_judged_pairs=args.batch))

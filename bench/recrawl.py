@@ -26,7 +26,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from indexes import SentenceTransformerEmbedder
+from indexes import SentenceTransformerEmbedder, load_embedder
 from ingest import IngestSettings, IngestSummary, run_ingest
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +53,7 @@ def main() -> None:
     seed = f"http://127.0.0.1:{server.server_address[1]}/library/index.html"
     with tempfile.TemporaryDirectory() as data_dir:
         base: dict[str, Any] = {"data_dir": Path(data_dir), "allow_hosts": ["127.0.0.1"], "per_host_delay": 0.0}
-        embedder = SentenceTransformerEmbedder(IngestSettings().embedding_model)
+        embedder = load_embedder(IngestSettings())
         runs = {}
         for label, conditional in (("first crawl", True), ("re-crawl, full fetches (before)", False),
                                    ("re-crawl, conditional GET (after)", True)):  # fmt: skip

@@ -5,10 +5,17 @@ Nothing here imports ``ingest`` or ``service``.
 
 from indexes._embedder import (
     DEFAULT_EMBEDDING_MODEL,
+    EMBEDDING_BACKENDS,
     Embedder,
+    EmbedderExport,
+    EmbeddingBackend,
     HashEmbedder,
+    OpenVINOEmbedder,
     SentenceTransformerEmbedder,
     Vectors,
+    load_embedder,
+    openvino_export_dir,
+    prepare_openvino_embedder,
 )
 from indexes._exceptions import (
     CitelineIndexError,
@@ -18,6 +25,15 @@ from indexes._exceptions import (
     IndexNotFoundError,
     InvalidIndexNameError,
 )
+from indexes._fusion import (
+    RETRIEVAL_MODES,
+    RRF_K,
+    HybridRetriever,
+    RetrievalMode,
+    maximal_marginal_relevance,
+    reciprocal_rank_fusion,
+)
+from indexes._lexical import LexicalIndex, tokenize
 from indexes._settings import CitelineSettings
 from indexes._store import (
     Manifest,
@@ -28,29 +44,48 @@ from indexes._store import (
     validate_index_name,
 )
 from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
+from indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
 
 __all__ = [
     "ALIAS_KINDS",
     "DEFAULT_EMBEDDING_MODEL",
+    "EMBEDDING_BACKENDS",
+    "RETRIEVAL_MODES",
+    "RRF_K",
     "AliasKind",
     "CitelineIndexError",
     "CitelineSettings",
     "Embedder",
+    "EmbedderExport",
     "EmbedderMismatchError",
     "EmbedderUnavailableError",
+    "EmbeddingBackend",
     "HashEmbedder",
+    "HybridRetriever",
     "IndexCorruptError",
     "IndexNotFoundError",
     "InvalidIndexNameError",
+    "LexicalIndex",
     "Manifest",
+    "OpenVINOEmbedder",
     "PageRecord",
     "PassageIndex",
     "PassageRecord",
+    "RetrievalMode",
     "SearchHit",
     "SentenceTransformerEmbedder",
     "UpsertResult",
+    "VectorIndexPolicy",
+    "VectorIndexSpec",
     "Vectors",
     "index_dir",
     "list_indexes",
+    "load_embedder",
+    "maximal_marginal_relevance",
+    "openvino_export_dir",
+    "prepare_openvino_embedder",
+    "reciprocal_rank_fusion",
+    "set_search_threads",
+    "tokenize",
     "validate_index_name",
 ]

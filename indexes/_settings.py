@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from indexes._embedder import EmbeddingBackend
+
 
 def _default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -41,6 +43,11 @@ class CitelineSettings(BaseSettings):
     """Index used when a command or request names none."""
     embedding_model: str = "all-MiniLM-L6-v2"
     """The wheel-shipped all-MiniLM-L6-v2, or a local sentence-transformers directory."""
+    embedding_backend: EmbeddingBackend = "openvino"
+    """What runs the embedding model: ``openvino`` (fp32 IR exported once under models_dir; same
+    vectors as torch at 1.3-1.6x its passages/s, see bench/embedding.py), ``torch``
+    (sentence-transformers fp32) or ``openvino-int8`` (~3.2x, but it changes the top-5 of 15-25% of
+    queries, so it gets its own model name and cannot search indexes built by the other two)."""
     embed_batch_size: int = 32
     """Texts per embedding batch."""
 

@@ -3,7 +3,7 @@
 Layout of ``<data_dir>/indexes/<name>/``::
 
     passages.sqlite   source of truth: pages, passages and their vectors (WAL mode)
-    vectors.faiss     IndexIDMap2 over inner-product vectors, ids = passage ids (derived)
+    vectors.faiss     FAISS inner-product index, ids = passage ids (derived; kind by size, see _vectors)
     manifest.json     embedding model, dimension, counts and the store generation
 
 SQLite transactions make every page change atomic: a page's old passages are replaced by its new
@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import faiss
 import numpy as np
@@ -49,6 +49,17 @@ from indexes._exceptions import (
     InvalidIndexNameError,
 )
 from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
+from indexes._vectors import (
+    FLAT,
+    FLAT_FACTORY,
+    VectorIndexPolicy,
+    VectorIndexSpec,
+    configure_search,
+    new_vector_index,
+    spec_of,
+    train_vector_index,
+    write_vector_index,
+)
 
 FORMAT_VERSION = 1
 """The file layout. Later schema additions are migrated in place and do not change it."""
@@ -236,7 +247,8 @@ class Manifest:
     generation: int
     """Incremented on every committed change to the store."""
     metric: str = "inner_product"
-    faiss_index: str = "IDMap2,Flat"
+    faiss_index: str = FLAT_FACTORY
+    """The vector index kind as a FAISS factory string (:class:`~indexes.VectorIndexSpec`)."""
     format_version: int = FORMAT_VERSION
     updated_at: str = ""
 
@@ -283,6 +295,9 @@ class PassageIndex:
 
     Methods are thread-safe; one process should write at a time.
     """
+
+    vector_policy: ClassVar[VectorIndexPolicy] = VectorIndexPolicy()
+    """Which vector index kind a passage count gets; applied when the vectors are (re)built."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, read_only: bool) -> None:
         self.path = path
@@ -366,10 +381,10 @@ class PassageIndex:
             row = self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def _empty_faiss(self) -> faiss.IndexIDMap2:
-        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dimension))
+    def _empty_faiss(self, spec: VectorIndexSpec = FLAT) -> Any:
+        return new_vector_index(spec, self.dimension)
 
-    def _load_or_rebuild_faiss(self) -> faiss.IndexIDMap2:
+    def _load_or_rebuild_faiss(self) -> Any:
         manifest = self.path / MANIFEST_FILE
         faiss_path = self.path / FAISS_FILE
         generation = self.generation()
@@ -379,22 +394,48 @@ class PassageIndex:
             if recorded.get("generation") == generation and faiss_path.is_file():
                 loaded = faiss.read_index(str(faiss_path))
                 # read_index already returns the concrete class; wrapping it again with
-                # downcast_index would let the original owner free the C++ object.
-                if isinstance(loaded, faiss.IndexIDMap2) and loaded.ntotal == count and loaded.d == self.dimension:
+                # downcast_index would let the original owner free the C++ object. Any kind this
+                # version builds is served as it is: only a rebuild changes the kind.
+                if spec_of(loaded) is not None and loaded.ntotal == count and loaded.d == self.dimension:
+                    configure_search(loaded, self.vector_policy)
                     return loaded
         except (OSError, json.JSONDecodeError, RuntimeError):
             pass
         return self._rebuild_faiss()
 
-    def _rebuild_faiss(self) -> faiss.IndexIDMap2:
-        index = self._empty_faiss()
+    def _rebuild_faiss(self, spec: VectorIndexSpec | None = None) -> Any:
+        """Build the vector index from the stored vectors, of ``spec`` or the kind the policy gives the count."""
+        policy = self.vector_policy
+        if spec is None:
+            spec = policy.choose(int(self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]))
+        index = self._empty_faiss(spec)
+
+        def vectors_of(rows: Sequence[tuple[Any, ...]]) -> np.ndarray[Any, np.dtype[np.float32]]:
+            vectors = np.vstack([np.frombuffer(r[-1], dtype=np.float32) for r in rows])
+            if vectors.shape[1] != self.dimension:
+                raise IndexCorruptError(f"a stored vector has {vectors.shape[1]} dimensions, expected {self.dimension}")
+            return vectors
+
+        if not index.is_trained:
+            # A seeded sample of ids, read in chunks: a million vectors never sit in memory at once.
+            ids = np.fromiter((r[0] for r in self._conn.execute("SELECT id FROM passages")), dtype=np.int64)
+            rng = np.random.default_rng(policy.seed)
+            chosen = np.sort(rng.choice(ids, size=policy.train_size(spec.nlist, len(ids)), replace=False))
+            sample = [
+                vectors_of(
+                    self._conn.execute(
+                        f"SELECT id, vector FROM passages WHERE id IN ({','.join('?' * len(chunk))})",  # noqa: S608 # placeholders only
+                        chunk.tolist(),
+                    ).fetchall()
+                )
+                for chunk in np.array_split(chosen, max(1, len(chosen) // 500))
+            ]
+            train_vector_index(index, np.vstack(sample), seed=policy.seed)
         cursor = self._conn.execute("SELECT id, vector FROM passages ORDER BY id")
         while rows := cursor.fetchmany(4096):
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-            if vectors.shape[1] != self.dimension:
-                raise IndexCorruptError(f"a stored vector has {vectors.shape[1]} dimensions, expected {self.dimension}")
-            index.add_with_ids(vectors, ids)
+            index.add_with_ids(vectors_of(rows), ids)
+        configure_search(index, policy)
         return index
 
     # -- writing -----------------------------------------------------------------------------
@@ -422,7 +463,7 @@ class PassageIndex:
 
     def _remove_vectors(self, passage_ids: Sequence[int]) -> None:
         if passage_ids:
-            self._faiss.remove_ids(np.asarray(passage_ids, dtype=np.int64))  # type: ignore[arg-type] # faiss wraps arrays
+            self._faiss.remove_ids(np.asarray(passage_ids, dtype=np.int64))
 
     @staticmethod
     def _page_row(page: PageRecord) -> dict[str, object]:
@@ -640,11 +681,21 @@ class PassageIndex:
         return best[2] if best else None
 
     def flush(self) -> Manifest:
-        """Persist the FAISS index and the manifest so the next open needs no rebuild."""
+        """Persist the FAISS index and the manifest so the next open needs no rebuild.
+
+        When the passage count has crossed a threshold of :attr:`vector_policy`, the vector index is
+        first rebuilt as the kind the count calls for (about 3 s at 100k passages, 30 s at 1M on two
+        cores); searches wait for it.
+        """
         with self._lock:
             if self._read_only:
                 raise PermissionError(f"index {self.name!r} was opened read-only")
-            _atomic_write_bytes(self.path / FAISS_FILE, faiss.serialize_index(self._faiss).tobytes())
+            # The kind follows the count here, not on every add: a rebuild trains on the whole store.
+            current = spec_of(self._faiss)
+            wanted = self.vector_policy.choose(int(self._faiss.ntotal), current)
+            if wanted != current:
+                self._faiss = self._rebuild_faiss(wanted)
+            write_vector_index(self._faiss, self.path / FAISS_FILE)
             manifest = self.manifest()
             _atomic_write_bytes(self.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode())
             return manifest
@@ -667,6 +718,7 @@ class PassageIndex:
             pages=int(pages),
             passages=int(passages),
             generation=generation,
+            faiss_index=(spec_of(self._faiss) or FLAT).factory,
             updated_at=_now(),
         )
 
@@ -762,6 +814,8 @@ class PassageIndex:
             count = self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
             if count != self._faiss.ntotal:
                 problems.append(f"{self._faiss.ntotal} vectors but {count} passages")
+            if not self._faiss.is_trained:
+                problems.append("the vector index is not trained")
             dupes = self._conn.execute(
                 'SELECT COUNT(*) FROM (SELECT page_id, start, "end" FROM passages'
                 ' GROUP BY page_id, start, "end" HAVING COUNT(*) > 1)'

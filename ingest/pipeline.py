@@ -1,9 +1,10 @@
 """The ingest pipeline: fetch -> extract -> dedup -> chunk -> embed -> store, with a run summary.
 
 Fetching is asynchronous and keeps going while extraction and embedding run in worker threads,
-so network waits overlap with CPU work. Pages are written one at a time in their own transaction
-(see ``indexes``), so a run that dies keeps every page it finished, and a :class:`CrawlJournal`
-lets the same command resume the job.
+and a batch of passages is embedded and stored while the next pages are extracted and chunked, so
+the embedder, by far the slowest stage, is seldom idle. Pages are written one at a time in their
+own transaction (see ``indexes``), so a run that dies keeps every page it finished, and a
+:class:`CrawlJournal` lets the same command resume the job.
 
 Pages come from the crawler or from any other source of :data:`CrawlItem` (a directory, a WARC).
 What happens to each:
@@ -114,8 +115,12 @@ class IngestSummary:
     """URLs the interrupted run had finished, not fetched again."""
     seconds: float = 0.0
     stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"fetch": 0.0, "extract_chunk": 0.0, "embed": 0.0, "store": 0.0}
+        default_factory=lambda: {"fetch": 0.0, "fetch_wait": 0.0, "extract_chunk": 0.0, "embed": 0.0, "store": 0.0}
     )
+    """Seconds spent per stage. Stages overlap, so these add up to more than :attr:`seconds`:
+    ``fetch`` sums every page's download time (several are in flight at once); ``fetch_wait`` is
+    the time the pipeline sat waiting for the next page, the part of fetching nothing overlapped;
+    ``extract_chunk``, ``embed`` and ``store`` (index writes and flushes) are busy time."""
     index_pages: int = 0
     index_passages: int = 0
 
@@ -189,6 +194,10 @@ def embedding_text(title: str, heading: str, passage: str) -> str:
 
 class IngestPipeline:
     """Runs one ingest into one index: from a crawl (:meth:`run`) or any page source (:meth:`ingest`)."""
+
+    _overlap: bool = True
+    """Embed and store a batch while the next one is extracted; off only to measure the serial
+    pipeline against it (``bench/ingest.py``)."""
 
     def __init__(
         self,
@@ -270,7 +279,8 @@ class IngestPipeline:
         texts = [embedding_text(page.title, p.heading, p.text) for p in passages]
         return _Prepared(page, passages, texts, replaces=stored is not None, source_url=fetched.url)
 
-    def _embed_and_store(self, batch: Sequence[_Prepared], summary: IngestSummary) -> None:
+    def _embed_and_store(self, batch: list[_Prepared], summary: IngestSummary, *, flush: bool) -> list[_Prepared]:
+        """Embed and store one batch (then persist the index when ``flush``); runs in a worker thread."""
         texts = [t for item in batch for t in item.embed_texts]
         started = time.perf_counter()
         vectors = self._embedder.embed(texts, batch_size=self._batch_size)
@@ -286,7 +296,10 @@ class IngestPipeline:
             else:
                 summary.pages_new += 1
             summary.passages_added += count
+        if flush:
+            self._index.flush()
         summary.stage_seconds["store"] += time.perf_counter() - started
+        return batch
 
     def _drop_stored(self, fetched_url: str, summary: IngestSummary) -> None:
         """The source says the page is gone or must not be kept: remove (or mark) the stored copy."""
@@ -364,6 +377,12 @@ class IngestPipeline:
         """Ingest every page ``items`` yields; failures are counted and listed, never raised.
 
         ``tap`` sees every item first (a WARC recorder of the crawl, for instance).
+
+        One batch at a time is embedded and stored in a worker thread while the loop goes on
+        fetching, extracting and chunking the next; the loop waits for it only when the next batch
+        is ready, so at most two batches are held. A page is finished in the ``journal`` only once
+        its batch is committed. An error of the embedder or the index is raised (after the batch
+        in flight, if any, has ended): it is not a page's failure.
         """
         summary = summary or IngestSummary(index=self._index.name, seeds=[])
         state = IngestProgress(budget=budget)
@@ -371,22 +390,32 @@ class IngestPipeline:
         pending: list[_Prepared] = []
         pending_passages = 0
         since_flush = 0
+        in_flight: asyncio.Future[list[_Prepared]] | None = None
 
         def finished(urls: list[str]) -> None:
             if journal is not None and urls:
                 journal.finish_urls(urls)
 
+        async def settle() -> None:
+            """Wait for the batch in flight; only then, with its pages committed, are they finished."""
+            nonlocal in_flight
+            if in_flight is not None:
+                # Shielded: cancelling this loop must not cancel the batch's task, which would end
+                # at once while its thread still writes to the index.
+                batch, in_flight = await asyncio.shield(in_flight), None
+                finished([item.source_url for item in batch])
+
         async def drain() -> None:
-            nonlocal pending, pending_passages, since_flush
+            nonlocal pending, pending_passages, since_flush, in_flight
+            await settle()
             if pending:
                 batch, pending, pending_passages = pending, [], 0
-                await asyncio.to_thread(self._embed_and_store, batch, summary)
-                # Only now, with the pages committed, are they finished for the checkpoint.
-                finished([item.source_url for item in batch])
                 since_flush += len(batch)
-                if since_flush >= self._flush_every:
-                    await asyncio.to_thread(self._index.flush)
-                    since_flush = 0
+                flush = since_flush >= self._flush_every
+                since_flush = 0 if flush else since_flush
+                in_flight = asyncio.ensure_future(asyncio.to_thread(self._embed_and_store, batch, summary, flush=flush))
+                if not self._overlap:
+                    await settle()
 
         def report() -> None:
             if progress:
@@ -394,52 +423,71 @@ class IngestPipeline:
                 state.unchanged, state.failed = summary.pages_unchanged, len(summary.failures)
                 progress(state)
 
-        async for item in items:
-            if tap is not None:
-                tap(item)
-            if isinstance(item, FetchFailure):
-                await self._failed(item, summary)
-                finished([item.url])
-                report()
-                continue
-            if isinstance(item, NotModified):
-                summary.pages_unchanged += 1
-                summary.pages_not_modified += 1
+        source = aiter(items)
+        try:
+            while True:
+                if in_flight is not None and in_flight.done():
+                    await settle()  # journal its pages now, and fail fast on an embedder error
+                t0 = time.perf_counter()
+                try:
+                    item = await anext(source)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    summary.stage_seconds["fetch_wait"] += time.perf_counter() - t0
+                if tap is not None:
+                    tap(item)
+                if isinstance(item, FetchFailure):
+                    await self._failed(item, summary)
+                    finished([item.url])
+                    report()
+                    continue
+                if isinstance(item, NotModified):
+                    summary.pages_unchanged += 1
+                    summary.pages_not_modified += 1
+                    summary.stage_seconds["fetch"] += item.elapsed
+                    await asyncio.to_thread(self._index.mark_fetched, self._url_map.public(item.url), status=304)
+                    finished([item.url])
+                    report()
+                    continue
+                summary.pages_fetched += 1
+                state.fetched = summary.pages_fetched
                 summary.stage_seconds["fetch"] += item.elapsed
-                await asyncio.to_thread(self._index.mark_fetched, self._url_map.public(item.url), status=304)
-                finished([item.url])
+                t0 = time.perf_counter()
+                try:
+                    prepared = await asyncio.to_thread(self._prepare, item)
+                except ExtractionError as exc:
+                    summary.failures.append(PageFailure(item.url, "extract", exc.reason, item.status))
+                    summary.skipped["error"] += 1
+                    finished([item.url])
+                    report()
+                    continue
+                finally:
+                    summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
+                if prepared is None:
+                    summary.pages_unchanged += 1
+                    finished([item.url])
+                elif isinstance(prepared, _Duplicate):
+                    await asyncio.to_thread(self._record_duplicate, prepared)
+                    summary.duplicates += 1
+                    finished([item.url])
+                elif prepared.passages:
+                    pending.append(prepared)
+                    pending_passages += len(prepared.passages)
+                    if pending_passages >= self._batch_passages:
+                        await drain()
+                else:
+                    finished([item.url])
                 report()
-                continue
-            summary.pages_fetched += 1
-            state.fetched = summary.pages_fetched
-            summary.stage_seconds["fetch"] += item.elapsed
-            t0 = time.perf_counter()
-            try:
-                prepared = await asyncio.to_thread(self._prepare, item)
-            except ExtractionError as exc:
-                summary.failures.append(PageFailure(item.url, "extract", exc.reason, item.status))
-                summary.skipped["error"] += 1
-                finished([item.url])
-                report()
-                continue
-            finally:
-                summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
-            if prepared is None:
-                summary.pages_unchanged += 1
-                finished([item.url])
-            elif isinstance(prepared, _Duplicate):
-                await asyncio.to_thread(self._record_duplicate, prepared)
-                summary.duplicates += 1
-                finished([item.url])
-            elif prepared.passages:
-                pending.append(prepared)
-                pending_passages += len(prepared.passages)
-                if pending_passages >= self._batch_passages:
-                    await drain()
-            else:
-                finished([item.url])
-            report()
-        await drain()
+            await drain()
+            await settle()
+        finally:
+            if in_flight is not None:
+                # The loop failed or was cancelled. A thread cannot be stopped: let it end before the
+                # caller closes the index under it, and journal its pages if they were committed.
+                await asyncio.wait([in_flight])
+                if not in_flight.cancelled() and in_flight.exception() is None:
+                    finished([item.source_url for item in in_flight.result()])
         manifest = await asyncio.to_thread(self._index.flush)
         summary.index_pages, summary.index_passages = manifest.pages, manifest.passages
         summary.seconds += time.perf_counter() - started

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Ingest the Python 3.11 docs from a loopback mirror (citations link to docs.python.org/3.11),
-# then serve the API on 127.0.0.1:8000. Usage: scripts/demo.sh HTML_DIR
+# then serve the API on 127.0.0.1:8000. Usage: scripts/demo.sh HTML_DIR [--no-serve]
+# Re-running it is cheap: pages the index already holds answer the conditional GET with 304.
 set -euo pipefail
 html_dir="$1"
+serve="${2:-}"
 bin="$(dirname "$0")/../.venv/bin"
 mirror_port="${CITELINE_DEMO_MIRROR_PORT:-8765}"
 export CITELINE_INDEX="${CITELINE_INDEX:-python-docs}"
@@ -24,6 +26,7 @@ CITELINE_PER_HOST_DELAY=0 "$bin/citeline" ingest "http://127.0.0.1:$mirror_port/
   --summary-json "${TMPDIR:-/tmp}/citeline-demo-ingest.json"
 kill $mirror 2>/dev/null || true
 trap - EXIT
+[ "$serve" = "--no-serve" ] && exit 0
 
 cat <<MSG
 

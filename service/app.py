@@ -48,7 +48,7 @@ from indexes import (
     InvalidIndexNameError,
 )
 from service import metrics
-from service.answering import Answer, Answerer, RetrievedPassage, retrieved, search
+from service.answering import Answer, Answerer, RetrievedPassage, retrieved
 from service.auth import AccessControl, Scope
 from service.cache import AnswerCache, cache_key
 from service.chat import ChatRequest, completion, completion_chunks, conversation, standalone_question
@@ -124,17 +124,25 @@ class Resources:
 def _load(resources: Resources) -> None:
     settings = resources.settings
     try:
-        from indexes import SentenceTransformerEmbedder
+        from indexes import load_embedder, set_search_threads
         from service.generation import OpenVINOGenerator
 
+        set_search_threads(1)  # one query per call: extra threads only wait on each other
         started = time.perf_counter()
-        embedder = SentenceTransformerEmbedder(settings.embedding_model)
+        embedder = load_embedder(settings)
         generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
         registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request
         resources.registry = registry
-        resources.answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
+        resources.answerer = Answerer(
+            embedder,
+            generator,
+            top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens,
+            budget=settings.budget(),
+            retrieval=settings.retrieval_config(),
+        )
         resources.loaded_at = time.time()
         log.info("models loaded", seconds=round(time.perf_counter() - started, 1), indexes=registry.names())
     except Exception as exc:  # surfaced through /readyz instead of killing the server
@@ -329,7 +337,7 @@ async def _ask_events(
         loop.call_soon_threadsafe(tokens.put_nowait, piece)
         return gone.is_set()
 
-    hits = await asyncio.to_thread(search, index, answerer.embedder, question, data.top_k or answerer.top_k)
+    hits = await asyncio.to_thread(answerer.retriever.search, index, question, data.top_k or answerer.top_k)
     retrieval = [msgspec.to_builtins(retrieved(h)) for h in hits]
     yield ServerSentEventMessage(event="retrieval", data=json.dumps(retrieval))
     work = asyncio.ensure_future(
@@ -408,7 +416,7 @@ async def _chat_events(
     yield ServerSentEventMessage(data="[DONE]")
 
 
-@get("/v1/search", summary="Dense passage search, no generation", guards=[requires("read")])
+@get("/v1/search", summary="Passage search as answers retrieve, no generation", guards=[requires("read")])
 async def search_passages(
     resources: NamedDependency[Resources],
     q: Annotated[str, Parameter(min_length=1, max_length=2000, description="The query")],
@@ -420,7 +428,7 @@ async def search_passages(
     registry, answerer = _ready(resources)
     passage_index = registry.get(index or resources.settings.index)
     started = time.perf_counter()
-    hits = await asyncio.to_thread(search, passage_index, answerer.embedder, q, k)
+    hits = await asyncio.to_thread(answerer.retriever.search, passage_index, q, k)
     return SearchResponse(
         query=q,
         index=passage_index.name,
@@ -501,7 +509,14 @@ def create_app(
     )
     if embedder is not None and generator is not None:
         resources.registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
-        resources.answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
+        resources.answerer = Answerer(
+            embedder,
+            generator,
+            top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens,
+            budget=settings.budget(),
+            retrieval=settings.retrieval_config(),
+        )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

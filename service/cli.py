@@ -52,7 +52,7 @@ def models_prepare(
     force: Annotated[bool, typer.Option(help="Rebuild even when a prepared model exists.")] = False,
 ) -> None:
     """Assemble, verify and export the generator (once; cached under models_dir)."""
-    from indexes import SentenceTransformerEmbedder
+    from indexes import EmbedderUnavailableError, load_embedder, prepare_openvino_embedder
     from service.exceptions import ModelPreparationError
     from service.generation import prepare_generator
     from service.settings import ServiceSettings
@@ -82,8 +82,23 @@ def models_prepare(
             progress.update(task, completed=1.0)
     state = "prepared" if prepared.seconds else "already prepared"
     console.print(f"generator {prepared.model_id} {state} at {prepared.path} ({prepared.seconds:.0f} s)")
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
-    console.print(f"embedder {embedder.model_name} loads offline ({embedder.dimension}-d)")
+    if settings.embedding_backend != "torch":
+        with console.status(f"Export the embedder to OpenVINO ({settings.embedding_backend})"):
+            try:
+                export = prepare_openvino_embedder(
+                    settings.embedding_model,
+                    settings.models_dir,
+                    int8=settings.embedding_backend == "openvino-int8",
+                    force=force,
+                )
+            except EmbedderUnavailableError as exc:
+                raise _fail(str(exc)) from exc
+        state = "exported" if export.seconds else "already exported"
+        console.print(f"embedder {state} to OpenVINO at {export.path} ({export.seconds:.0f} s)")
+    embedder = load_embedder(settings)
+    console.print(
+        f"embedder {embedder.model_name} ({settings.embedding_backend}) loads offline ({embedder.dimension}-d)"
+    )
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -164,7 +179,7 @@ def ingest(
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, SentenceTransformerEmbedder
+    from indexes import CitelineIndexError, load_embedder
     from ingest import CrawlScope, IngestInputs, IngestSettings, UrlMap, run_ingest
 
     settings = IngestSettings()
@@ -192,7 +207,7 @@ def ingest(
         raise _fail(str(exc), 2) from exc
     budget = max_pages or settings.max_pages
     console.print("loading the embedder…")
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    embedder = load_embedder(settings)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -249,19 +264,20 @@ def search_command(
     index: IndexOption = None,
     k: Annotated[int, typer.Option("-k", help="Passages to show.")] = 5,
 ) -> None:
-    """Dense search over an index (no generation)."""
+    """Search an index the way answers retrieve (no generation)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, PassageIndex, SentenceTransformerEmbedder
-    from ingest import IngestSettings
+    from indexes import CitelineIndexError, PassageIndex, load_embedder
+    from service.answering import Retriever
+    from service.settings import ServiceSettings
 
-    settings = IngestSettings()
-    embedder = SentenceTransformerEmbedder(settings.embedding_model)
+    settings = ServiceSettings()
+    embedder = load_embedder(settings)
     try:
         passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
-    hits = passage_index.search(embedder.embed([query])[0], k)
+    hits = Retriever(embedder, settings.retrieval_config()).search(passage_index, query, k)
     for rank, hit in enumerate(hits, start=1):
         out.print(f"[bold]{rank}. {hit.title}[/]  [dim]{hit.score:.3f}[/]")
         out.print(f"   {hit.url}  [{hit.start}:{hit.end}]", highlight=False)
@@ -280,7 +296,7 @@ def ask(
     os.environ["HF_HUB_OFFLINE"] = "1"
     import msgspec
 
-    from indexes import CitelineIndexError, PassageIndex, SentenceTransformerEmbedder
+    from indexes import CitelineIndexError, PassageIndex, load_embedder
     from service.answering import Answerer
     from service.exceptions import CiteLineServiceError
     from service.generation import OpenVINOGenerator
@@ -288,13 +304,20 @@ def ask(
 
     settings = ServiceSettings()
     try:
-        embedder = SentenceTransformerEmbedder(settings.embedding_model)
+        embedder = load_embedder(settings)
         passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
         generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
     except (CitelineIndexError, CiteLineServiceError) as exc:
         raise _fail(str(exc)) from exc
-    answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
+    answerer = Answerer(
+        embedder,
+        generator,
+        top_k=settings.top_k,
+        max_new_tokens=settings.max_new_tokens,
+        budget=settings.budget(),
+        retrieval=settings.retrieval_config(),
+    )
     if policy not in ("strict", "flag"):
         raise _fail(f"unknown policy {policy!r}: use strict or flag", 2)
     answer = answerer.answer(question, passage_index, policy="strict" if policy == "strict" else "flag", n=n)
@@ -340,8 +363,8 @@ def eval_command(
 ) -> None:
     """Measure retrieval, answers, citations and abstention on question sets; optionally gate on floors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, PassageIndex, SentenceTransformerEmbedder
-    from service.answering import Answerer
+    from indexes import CitelineIndexError, PassageIndex, load_embedder
+    from service.answering import Answerer, Retriever
     from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
     from service.generation import OpenVINOGenerator
     from service.settings import ServiceSettings
@@ -351,15 +374,23 @@ def eval_command(
     if gate_data is not None and (problems := lowered_without_reason(gate_data)):
         raise _fail("gate floors were lowered silently: " + "; ".join(problems))
     try:
-        embedder = SentenceTransformerEmbedder(settings.embedding_model)
+        embedder = load_embedder(settings)
         passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
     answerer = None
+    retriever = Retriever(embedder, settings.retrieval_config())
     if not retrieval_only:
         generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
-        answerer = Answerer(embedder, generator, top_k=settings.top_k, max_new_tokens=settings.max_new_tokens)
+        answerer = Answerer(
+            embedder,
+            generator,
+            top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens,
+            budget=settings.budget(),
+            retrieval=settings.retrieval_config(),
+        )
     totals: dict[str, dict[str, float | None]] = {}
     reports = []
     for path in question_sets:
@@ -371,7 +402,9 @@ def eval_command(
             def advance(done: int, task: TaskID = task) -> None:
                 progress.update(task, completed=done)
 
-            report = evaluate(path.stem, questions, passage_index, embedder, answerer, progress=advance)
+            report = evaluate(
+                path.stem, questions, passage_index, embedder, answerer, progress=advance, retriever=retriever
+            )
         totals[path.stem] = report.totals()
         reports.append(report)
     table = Table(title=f"citeline eval on index {passage_index.name!r}")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from indexes import Embedder, PassageIndex
-from service.answering import Answerer, search
+from service.answering import Answerer, Retriever
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +54,8 @@ class QuestionResult:
     total_ms: float = 0.0
     generate_ms: float = 0.0
     verify_ms: float = 0.0
+    ttft_ms: float = 0.0
+    prompt_tokens: int = 0
     judge_calls: int = 0
     unknown_terms: list[str] = field(default_factory=list)
     """Question terms the index never mentions (the answer abstained before generating)."""
@@ -109,6 +111,8 @@ class EvalReport:
             else None,
             "p50_generate_ms": p50(r.generate_ms for r in answered),
             "p50_verify_ms": p50(r.verify_ms for r in answered),
+            "p50_ttft_ms": p50(r.ttft_ms for r in answered),
+            "p50_prompt_tokens": p50(float(r.prompt_tokens) for r in answered),
             "judge_calls_per_answer": mean(float(r.judge_calls) for r in answered),
         }
 
@@ -163,11 +167,16 @@ def evaluate(
     answerer: Answerer | None,
     *,
     progress: Callable[[int], None] | None = None,
+    retriever: Retriever | None = None,
 ) -> EvalReport:
-    """Retrieval metrics for every question; answer metrics too when an ``answerer`` is given."""
+    """Retrieval metrics for every question; answer metrics too when an ``answerer`` is given.
+
+    Retrieval is measured with the answerer's retriever (else ``retriever``, else dense search), so
+    hit@5 describes the passages answers are written from."""
     report = EvalReport(name=name, index=index.name)
+    retriever = answerer.retriever if answerer is not None else retriever or Retriever(embedder)
     for done, item in enumerate(questions, start=1):
-        hits = search(index, embedder, item.question, 5)
+        hits = retriever.search(index, item.question, 5)
         rank = None
         if item.gold_url:
             rank = next((i for i, h in enumerate(hits, start=1) if _same_page(h.url, item.gold_url)), None)
@@ -180,6 +189,8 @@ def evaluate(
             result.answer = answer.answer
             result.generate_ms = answer.timings.generate_ms
             result.verify_ms = answer.timings.verify_ms
+            result.ttft_ms = answer.timings.time_to_first_token_ms
+            result.prompt_tokens = answer.usage.prompt_tokens
             result.judge_calls = answer.usage.judge_calls
             result.unknown_terms = answer.unknown_terms
             if item.gold_url:

@@ -53,10 +53,11 @@ _FEW_SHOT: tuple[tuple[str, str], ...] = (
 _INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 
 
-def source_block(number: int, hit: SearchHit, max_chars: int) -> str:
+def source_block(number: int, hit: SearchHit, max_chars: int, text: str | None = None) -> str:
+    """One numbered source: its page title and heading, then ``text`` (the passage by default)."""
     title = hit.title.strip()
     label = f"{title} — {hit.heading}" if hit.heading and hit.heading not in title else title
-    text = _INVISIBLE.sub("", hit.text)
+    text = _INVISIBLE.sub("", hit.text if text is None else text)
     if len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0] + " …"
     return f"[{number}] {label}\n{text}"
@@ -84,13 +85,23 @@ def user_turn(sources: str, question: str, reminder: str = REMINDER) -> str:
 
 
 def build_messages(
-    question: str, hits: Sequence[SearchHit], *, max_source_chars: int = 600, insist: bool = False
+    question: str,
+    hits: Sequence[SearchHit],
+    *,
+    max_source_chars: int = 600,
+    insist: bool = False,
+    texts: Sequence[str] | None = None,
 ) -> list[ChatMessage]:
+    """The chat for one question. ``texts`` replaces the passages' text (the budgeted excerpts,
+    one per hit); each source is cut at ``max_source_chars`` either way."""
     messages = [ChatMessage("system", SYSTEM_PROMPT)]
     for user, assistant in _FEW_SHOT:
         sources, _, example_question = user.rpartition("\n\nQuestion: ")
         messages.append(ChatMessage("user", user_turn(sources, example_question)))
         messages.append(ChatMessage("assistant", assistant))
-    sources = "\n\n".join(source_block(i, hit, max_source_chars) for i, hit in enumerate(hits, start=1))
+    shown = list(texts) if texts is not None else [hit.text for hit in hits]
+    sources = "\n\n".join(
+        source_block(i, hit, max_source_chars, text) for i, (hit, text) in enumerate(zip(hits, shown, strict=True), 1)
+    )
     messages.append(ChatMessage("user", user_turn(sources, question, INSIST if insist else REMINDER)))
     return messages

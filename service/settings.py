@@ -6,7 +6,10 @@ from pathlib import Path
 
 from pydantic import Field
 
+from indexes import RetrievalMode
 from ingest import IngestSettings
+from service.answering import RetrievalConfig
+from service.budget import BudgetConfig
 from service.generation import QWEN_MODEL_ID
 
 
@@ -21,6 +24,9 @@ class ServiceSettings(IngestSettings):
     """Prepared model under ``models_dir`` (or an absolute path to an OpenVINO IR directory)."""
     top_k: int = 4
     """Passages given to the generator per question (prompt length is the main latency lever)."""
+    prompt_source_chars: int = 1400
+    """Source text per prompt, in characters over all passages: each passage's most relevant
+    sentences are chosen to fit (0: whole passages, each cut at 600)."""
     max_new_tokens: int = 160
     """Cap on generated tokens per answer."""
     max_question_chars: int = 2000
@@ -37,6 +43,20 @@ class ServiceSettings(IngestSettings):
     """Requests a minute per API key (per client address without keys); more get 429 + Retry-After."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins browsers may call the API from (``["https://chat.example"]``); none by default."""
+
+    retrieval: RetrievalMode = "dense"
+    """``dense``, ``hybrid`` (dense + BM25, reciprocal-rank fusion) or ``bm25``: see the README's
+    retrieval table before changing it (hybrid helps on the Python docs and hurts on the Django docs)."""
+    mmr: bool = True
+    """Diversify the retrieved passages by maximal marginal relevance."""
+    mmr_lambda: float = 0.7
+    """MMR's weight on relevance against novelty."""
+
+    def retrieval_config(self) -> RetrievalConfig:
+        return RetrievalConfig(mode=self.retrieval, mmr=self.mmr, mmr_lambda=self.mmr_lambda)
+
+    def budget(self) -> BudgetConfig:
+        return BudgetConfig(max_chars=self.prompt_source_chars)
 
     def generator_dir(self) -> Path:
         path = Path(self.generator_model)

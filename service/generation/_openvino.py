@@ -44,6 +44,13 @@ class OpenVINOGenerator:
     def count_tokens(self, text: str) -> int:
         return int(self._tokenizer.encode(text).input_ids.get_shape()[1])
 
+    def prompt_token_ids(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The token ids ``generate`` feeds the model for ``messages`` (the prefix cache matches on them)."""
+        prompt = self._tokenizer.apply_chat_template(
+            [{"role": m.role, "content": m.content} for m in messages], add_generation_prompt=True
+        )
+        return [int(t) for t in self._tokenizer.encode(prompt).input_ids.data.reshape(-1)]
+
     def generate(
         self,
         messages: Sequence[ChatMessage],

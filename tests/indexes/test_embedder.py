@@ -1,13 +1,56 @@
 from __future__ import annotations
 
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pydantic
 import pytest
 
-from indexes import Embedder, HashEmbedder
+import indexes._embedder as embedder_module
+from indexes import (
+    DEFAULT_EMBEDDING_MODEL,
+    EMBEDDING_BACKENDS,
+    CitelineSettings,
+    Embedder,
+    EmbedderUnavailableError,
+    EmbeddingBackend,
+    HashEmbedder,
+    OpenVINOEmbedder,
+    PageRecord,
+    PassageIndex,
+    PassageRecord,
+    SentenceTransformerEmbedder,
+    load_embedder,
+    openvino_export_dir,
+    prepare_openvino_embedder,
+)
+
+_REAL: dict[str, SentenceTransformerEmbedder] = {}
 
 
-@pytest.mark.parametrize("embedder", [HashEmbedder(16), HashEmbedder(64)])
-def test_embedder_contract(embedder: Embedder) -> None:
+def real(backend: EmbeddingBackend) -> SentenceTransformerEmbedder:
+    """One real embedder per backend for the whole run, exported (once per machine) under the
+    configured models directory, as the service would use it."""
+    if backend not in _REAL:
+        _REAL[backend] = load_embedder(CitelineSettings(), backend=backend)
+    return _REAL[backend]
+
+
+EMBEDDERS: list[Any] = [
+    pytest.param(lambda: HashEmbedder(16), id="hash-16"),
+    pytest.param(lambda: HashEmbedder(64), id="hash-64"),
+    *(pytest.param(lambda b=b: real(b), id=b, marks=pytest.mark.e2e) for b in EMBEDDING_BACKENDS),
+]
+
+
+@pytest.mark.parametrize("make", EMBEDDERS)
+def test_embedder_contract(make: Callable[[], Embedder]) -> None:
+    embedder = make()
     vectors = embedder.embed(["read a json file", "write rows to csv", ""])
     assert vectors.shape == (3, embedder.dimension)
     assert vectors.dtype == np.float32
@@ -26,13 +69,215 @@ def test_hash_embedder_puts_shared_words_closer() -> None:
 
 
 @pytest.mark.e2e
-def test_real_embedder_meets_the_same_contract() -> None:
-    from indexes import SentenceTransformerEmbedder
-
-    embedder = SentenceTransformerEmbedder()
+@pytest.mark.parametrize("backend", EMBEDDING_BACKENDS)
+def test_real_embedders_rank_by_meaning(backend: EmbeddingBackend) -> None:
+    embedder = real(backend)
     assert embedder.dimension == 384
-    test_embedder_contract(embedder)
     query, near, far = embedder.embed(
         ["How do I parse JSON?", "json.loads() deserializes a JSON document", "The tide rises twice a day"]
     )
     assert float(query @ near) > float(query @ far) + 0.2
+    assert "file" in embedder.vocabulary()
+    assert embedder.max_tokens == 256
+
+
+@pytest.mark.e2e
+def test_openvino_fp32_vectors_match_torch_and_int8_is_named_apart() -> None:
+    texts = ["json.loads() deserializes a JSON document", "Use a list comprehension to build lists", "x"]
+    torch_vectors = real("torch").embed(texts)
+    assert np.abs(real("openvino").embed(texts) - torch_vectors).max() < 1e-5
+    assert real("openvino").model_name == real("torch").model_name == DEFAULT_EMBEDDING_MODEL
+    assert real("openvino-int8").model_name == f"{DEFAULT_EMBEDDING_MODEL}-int8"
+    assert np.sum(real("openvino-int8").embed(texts) * torch_vectors, axis=1).min() > 0.95
+
+
+@pytest.mark.e2e
+def test_index_built_with_torch_is_searchable_with_the_default_backend(tmp_path: Path) -> None:
+    torch_embedder = real("torch")
+    texts = {
+        "https://d.example/json": "json.loads() deserializes a JSON document into Python objects.",
+        "https://d.example/csv": "csv.writer returns an object that writes rows of a spreadsheet.",
+        "https://d.example/tide": "The tide rises and falls twice a day along the coast.",
+    }
+    index = PassageIndex.create_or_open(
+        tmp_path, "docs", embedding_model=torch_embedder.model_name, dimension=torch_embedder.dimension
+    )
+    for url, text in texts.items():
+        page = PageRecord(url=url, title=url, text=text, content_hash=str(hash(text)))
+        index.upsert_page(page, [PassageRecord(0, len(text), text)], torch_embedder.embed([text]))
+    index.flush()
+    index.close()
+
+    default = load_embedder(CitelineSettings())
+    assert CitelineSettings().embedding_backend == "openvino"
+    reopened = PassageIndex.open(tmp_path, "docs")
+    reopened.check_embedder(default.model_name, default.dimension)  # raises EmbedderMismatchError if not
+    query = "How do I parse JSON?"
+    hits = reopened.search(default.embed([query])[0], k=3)
+    torch_hits = reopened.search(torch_embedder.embed([query])[0], k=3)
+    assert hits[0].url == "https://d.example/json"
+    assert [h.url for h in hits] == [h.url for h in torch_hits]
+    assert [h.score for h in hits] == pytest.approx([h.score for h in torch_hits], abs=1e-5)
+    reopened.close()
+
+
+# -- the factory and the export cache, with the model conversion faked -----------------------
+
+
+class _FakeModel:
+    max_seq_length = 128
+
+    def get_embedding_dimension(self) -> int:
+        return 8
+
+
+@pytest.fixture
+def fake_models(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace loading and conversion: records what was loaded, writes a stand-in IR."""
+    loaded: list[str] = []
+
+    def load(self: SentenceTransformerEmbedder, name: str, device: str) -> _FakeModel:
+        loaded.append(type(self).__name__)
+        return _FakeModel()
+
+    monkeypatch.setattr(SentenceTransformerEmbedder, "_load", load)
+    monkeypatch.setattr(OpenVINOEmbedder, "_load", load)
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("backend", "cls", "model_name"),
+    [
+        ("torch", SentenceTransformerEmbedder, DEFAULT_EMBEDDING_MODEL),
+        ("openvino", OpenVINOEmbedder, DEFAULT_EMBEDDING_MODEL),
+        ("openvino-int8", OpenVINOEmbedder, f"{DEFAULT_EMBEDDING_MODEL}-int8"),
+    ],
+)
+def test_load_embedder_picks_the_backend(
+    fake_models: list[str], tmp_path: Path, backend: EmbeddingBackend, cls: type, model_name: str
+) -> None:
+    embedder = load_embedder(CitelineSettings(models_dir=tmp_path, embedding_backend=backend))
+    assert type(embedder) is cls
+    assert embedder.model_name == model_name
+    assert embedder.dimension == 8
+    assert fake_models == [cls.__name__]
+
+
+def test_load_embedder_backend_argument_overrides_settings(fake_models: list[str], tmp_path: Path) -> None:
+    embedder = load_embedder(CitelineSettings(models_dir=tmp_path, embedding_backend="torch"), backend="openvino")
+    assert isinstance(embedder, OpenVINOEmbedder)
+    with pytest.raises(EmbedderUnavailableError, match="unknown embedding backend"):
+        load_embedder(CitelineSettings(models_dir=tmp_path), backend="onnx")  # type: ignore[arg-type]
+
+
+def test_backend_setting_defaults_to_openvino_and_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CITELINE_CONFIG", "/nonexistent")
+    monkeypatch.delenv("CITELINE_EMBEDDING_BACKEND", raising=False)
+    assert CitelineSettings().embedding_backend == "openvino"
+    monkeypatch.setenv("CITELINE_EMBEDDING_BACKEND", "torch")
+    assert CitelineSettings().embedding_backend == "torch"
+    monkeypatch.setenv("CITELINE_EMBEDDING_BACKEND", "onnx")
+    with pytest.raises(pydantic.ValidationError):
+        CitelineSettings()
+
+
+@pytest.fixture
+def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Replace the real conversion (seconds of work) by one that writes a stand-in IR slowly."""
+    calls: list[Path] = []
+
+    def export(source: Path, destination: Path) -> None:
+        calls.append(destination)
+        (destination / "openvino").mkdir(parents=True)
+        time.sleep(0.2)  # long enough for a concurrent preparer to find the lock taken
+        (destination / "openvino" / "openvino_model.xml").write_text("<net/>")
+
+    monkeypatch.setattr(embedder_module, "_export_fp32", export)
+    return calls
+
+
+def test_export_is_prepared_once_and_reused(fake_export: list[Path], tmp_path: Path) -> None:
+    first = prepare_openvino_embedder(DEFAULT_EMBEDDING_MODEL, tmp_path)
+    assert first.path == openvino_export_dir(DEFAULT_EMBEDDING_MODEL, tmp_path)
+    assert first.path == tmp_path / "all-MiniLM-L6-v2-openvino"
+    assert first.seconds > 0
+    xml = first.path / "openvino" / "openvino_model.xml"
+    written = xml.stat().st_mtime_ns
+    assert json.loads((first.path / "READY.json").read_text())["precision"] == "fp32"
+
+    second = prepare_openvino_embedder(DEFAULT_EMBEDDING_MODEL, tmp_path)
+    assert (second.path, second.seconds) == (first.path, 0.0)
+    assert xml.stat().st_mtime_ns == written
+    assert len(fake_export) == 1
+    assert not list(tmp_path.glob(".building-*"))
+
+    prepare_openvino_embedder(DEFAULT_EMBEDDING_MODEL, tmp_path, force=True)
+    assert len(fake_export) == 2
+
+
+def test_half_written_export_and_stale_scratch_are_rebuilt(fake_export: list[Path], tmp_path: Path) -> None:
+    final = openvino_export_dir(DEFAULT_EMBEDDING_MODEL, tmp_path)
+    (final / "openvino").mkdir(parents=True)  # an export interrupted before READY.json: not usable
+    (final / "openvino" / "openvino_model.xml").write_text("<truncated")
+    stale = tmp_path / f".building-{final.name}-999999"
+    stale.mkdir()
+
+    export = prepare_openvino_embedder(DEFAULT_EMBEDDING_MODEL, tmp_path)
+    assert export.seconds > 0
+    assert (final / "openvino" / "openvino_model.xml").read_text() == "<net/>"
+    assert not stale.exists()
+
+
+def test_concurrent_preparers_export_once(fake_export: list[Path], tmp_path: Path) -> None:
+    results: list[float] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(prepare_openvino_embedder(models_dir=tmp_path).seconds))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(fake_export) == 1
+    assert sorted(results)[:2] == [0.0, 0.0]
+    assert sorted(results)[2] > 0
+
+
+def test_failed_export_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    def broken(source: Path, destination: Path) -> None:
+        destination.mkdir(parents=True)
+        raise RuntimeError("conversion crashed")
+
+    monkeypatch.setattr(embedder_module, "_export_fp32", broken)
+    with pytest.raises(EmbedderUnavailableError, match="conversion crashed"):
+        prepare_openvino_embedder(DEFAULT_EMBEDDING_MODEL, tmp_path)
+    assert not openvino_export_dir(DEFAULT_EMBEDDING_MODEL, tmp_path).exists()
+    assert not list(tmp_path.glob(".building-*"))
+
+
+def test_local_model_directories_get_their_own_export(tmp_path: Path) -> None:
+    first = openvino_export_dir(str(tmp_path / "a" / "model"), tmp_path / "models")
+    second = openvino_export_dir(str(tmp_path / "b" / "model"), tmp_path / "models", int8=True)
+    assert first.name.startswith("model-")
+    assert first.name.endswith("-openvino")
+    assert second.name.endswith("-openvino-int8")
+    assert first.name.removesuffix("-openvino") != second.name.removesuffix("-openvino-int8")
+
+
+@pytest.mark.e2e
+def test_real_export_is_reused_on_the_second_load(tmp_path: Path) -> None:
+    settings = CitelineSettings(models_dir=tmp_path, embedding_backend="openvino")
+    first = load_embedder(settings)
+    assert isinstance(first, OpenVINOEmbedder)
+    assert first.export is not None
+    assert first.export.seconds > 0
+    xml = first.export.path / "openvino" / "openvino_model.xml"
+    written = xml.stat().st_mtime_ns
+    started = time.perf_counter()
+    second = load_embedder(settings)
+    assert isinstance(second, OpenVINOEmbedder)
+    assert second.export is not None
+    assert second.export.seconds == 0.0
+    assert time.perf_counter() - started < first.export.seconds
+    assert xml.stat().st_mtime_ns == written
+    assert np.allclose(first.embed(["reuse"]), second.embed(["reuse"]), atol=1e-6)

@@ -59,7 +59,14 @@ def test_ask_returns_span_level_citations(client: TestClient) -> None:  # type: 
     assert first["fragment_url"].startswith("https://docs.example/json.html#:~:text=json.load(fp)")
     assert body["dropped_markers"] == [5]
     assert "[5]" not in body["answer"]
-    assert set(body["timings"]) == {"retrieve_ms", "generate_ms", "verify_ms", "total_ms", "time_to_first_token_ms"}
+    assert set(body["timings"]) == {
+        "retrieve_ms",
+        "excerpt_ms",
+        "generate_ms",
+        "verify_ms",
+        "total_ms",
+        "time_to_first_token_ms",
+    }
     assert body["usage"]["judge_calls"] == 1
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -59,3 +64,30 @@ def write_results(name: str, payload: dict[str, Any], out: Path | None = None) -
     stamped = {"machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **payload}
     path.write_text(json.dumps(stamped, indent=2) + "\n")
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_service(env: dict[str, str], port: int, log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``citeline serve`` on loopback with ``env``, returned once ``/readyz`` says ready (5 minutes at most)."""
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
+    command = [str(Path(sys.executable).with_name("citeline")), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text()[-2000:] if log is not None else ""
+            raise SystemExit(f"citeline serve exited with {process.returncode}: {tail}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    process.kill()
+    raise SystemExit("citeline serve did not become ready in 300 s")

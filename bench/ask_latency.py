@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, machine, median, percentile, ratio, write_results
+from _common import ROOT, free_port, machine, median, percentile, ratio, start_service, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -32,33 +29,9 @@ SETS = (ROOT / "eval/sets/python_faq.jsonl", ROOT / "eval/sets/python_faq_paraph
 TARGETS = {"total_ms": "p50 <= 5000", "ttft_ms": "p50 <= 2000"}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def serve(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    citeline = Path(sys.executable).with_name("citeline")
-    command = [str(citeline), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"citeline serve exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    process.kill()
-    raise SystemExit("citeline serve did not become ready in 300 s")
-
-
 def ask_all(env: dict[str, str], questions: list[EvalQuestion]) -> list[dict[str, Any]]:
     port = free_port()
-    process = serve(env, port)
+    process = start_service(env, port)
     rows = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:

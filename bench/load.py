@@ -15,15 +15,13 @@ import csv
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
+from _common import free_port, start_service
 from rich.console import Console
 from rich.table import Table
 
@@ -32,30 +30,9 @@ BIN = Path(sys.executable).parent
 USERS = (1, 2, 4, 8)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def serve(index: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", CITELINE_INDEX=index, CITELINE_RATE_LIMIT_PER_MINUTE="0")
-    process = subprocess.Popen(
-        [str(BIN / "citeline"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"citeline serve exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    process.kill()
-    raise SystemExit("citeline serve not ready after 300 s")
+    return start_service(env, port, log)
 
 
 def run_locust(base: str, endpoint: str, users: int, seconds: int, work: Path) -> dict[str, Any]:

@@ -42,7 +42,7 @@ import numpy.typing as npt
 import Stemmer  # type: ignore[import-not-found]
 
 from indexes._exceptions import IndexCorruptError
-from indexes._store import DB_FILE, PassageIndex
+from indexes._store import DB_FILE, PassageIndex, atomic_write_bytes
 
 LEXICAL_DIR = "bm25"
 CURRENT_FILE = "current.json"
@@ -229,7 +229,7 @@ class LexicalIndex:
             "tokenizer": TOKENIZER_VERSION,
             "bm25s": _bm25s().__version__,
         }
-        _atomic_write_text(root / CURRENT_FILE, json.dumps(current, indent=2))
+        atomic_write_bytes(root / CURRENT_FILE, json.dumps(current, indent=2).encode())
         _remove_old_builds(root, keep=final.name)
         return final
 
@@ -276,19 +276,6 @@ def _read_passages(db_path: Path) -> tuple[int, npt.NDArray[np.int64], list[str]
 def _fsync(path: Path) -> None:
     with path.open("rb") as handle:
         os.fsync(handle.fileno())
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _remove_old_builds(root: Path, *, keep: str) -> None:

@@ -273,7 +273,8 @@ class UpsertResult:
     passages: int
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all: a temporary file in the same folder, fsynced, then renamed."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -697,7 +698,7 @@ class PassageIndex:
                 self._faiss = self._rebuild_faiss(wanted)
             write_vector_index(self._faiss, self.path / FAISS_FILE)
             manifest = self.manifest()
-            _atomic_write_bytes(self.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode())
+            atomic_write_bytes(self.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode())
             return manifest
 
     # -- reading -----------------------------------------------------------------------------

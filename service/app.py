@@ -135,14 +135,7 @@ def _load(resources: Resources) -> None:
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request
         resources.registry = registry
-        resources.answerer = Answerer(
-            embedder,
-            generator,
-            top_k=settings.top_k,
-            max_new_tokens=settings.max_new_tokens,
-            budget=settings.budget(),
-            retrieval=settings.retrieval_config(),
-        )
+        resources.answerer = settings.answerer(embedder, generator)
         resources.loaded_at = time.time()
         log.info("models loaded", seconds=round(time.perf_counter() - started, 1), indexes=registry.names())
     except Exception as exc:  # surfaced through /readyz instead of killing the server
@@ -509,14 +502,7 @@ def create_app(
     )
     if embedder is not None and generator is not None:
         resources.registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
-        resources.answerer = Answerer(
-            embedder,
-            generator,
-            top_k=settings.top_k,
-            max_new_tokens=settings.max_new_tokens,
-            budget=settings.budget(),
-            retrieval=settings.retrieval_config(),
-        )
+        resources.answerer = settings.answerer(embedder, generator)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -297,7 +297,6 @@ def ask(
     import msgspec
 
     from indexes import CitelineIndexError, PassageIndex, load_embedder
-    from service.answering import Answerer
     from service.exceptions import CiteLineServiceError
     from service.generation import OpenVINOGenerator
     from service.settings import ServiceSettings
@@ -310,14 +309,7 @@ def ask(
         generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
     except (CitelineIndexError, CiteLineServiceError) as exc:
         raise _fail(str(exc)) from exc
-    answerer = Answerer(
-        embedder,
-        generator,
-        top_k=settings.top_k,
-        max_new_tokens=settings.max_new_tokens,
-        budget=settings.budget(),
-        retrieval=settings.retrieval_config(),
-    )
+    answerer = settings.answerer(embedder, generator)
     if policy not in ("strict", "flag"):
         raise _fail(f"unknown policy {policy!r}: use strict or flag", 2)
     answer = answerer.answer(question, passage_index, policy="strict" if policy == "strict" else "flag", n=n)
@@ -364,7 +356,7 @@ def eval_command(
     """Measure retrieval, answers, citations and abstention on question sets; optionally gate on floors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     from indexes import CitelineIndexError, PassageIndex, load_embedder
-    from service.answering import Answerer, Retriever
+    from service.answering import Retriever
     from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
     from service.generation import OpenVINOGenerator
     from service.settings import ServiceSettings
@@ -383,14 +375,7 @@ def eval_command(
     retriever = Retriever(embedder, settings.retrieval_config())
     if not retrieval_only:
         generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
-        answerer = Answerer(
-            embedder,
-            generator,
-            top_k=settings.top_k,
-            max_new_tokens=settings.max_new_tokens,
-            budget=settings.budget(),
-            retrieval=settings.retrieval_config(),
-        )
+        answerer = settings.answerer(embedder, generator)
     totals: dict[str, dict[str, float | None]] = {}
     reports = []
     for path in question_sets:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from indexes import RetrievalMode
+from indexes import Embedder, RetrievalMode
 from ingest import IngestSettings
-from service.answering import RetrievalConfig
+from service.answering import Answerer, RetrievalConfig
 from service.budget import BudgetConfig
-from service.generation import QWEN_MODEL_ID
+from service.generation import QWEN_MODEL_ID, Generator
 
 
 class ServiceSettings(IngestSettings):
@@ -51,6 +51,17 @@ class ServiceSettings(IngestSettings):
     """Diversify the retrieved passages by maximal marginal relevance."""
     mmr_lambda: float = 0.7
     """MMR's weight on relevance against novelty."""
+
+    def answerer(self, embedder: Embedder, generator: Generator) -> Answerer:
+        """The answering core these settings describe."""
+        return Answerer(
+            embedder,
+            generator,
+            top_k=self.top_k,
+            max_new_tokens=self.max_new_tokens,
+            budget=self.budget(),
+            retrieval=self.retrieval_config(),
+        )
 
     def retrieval_config(self) -> RetrievalConfig:
         return RetrievalConfig(mode=self.retrieval, mmr=self.mmr, mmr_lambda=self.mmr_lambda)

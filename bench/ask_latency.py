@@ -2,8 +2,8 @@
 retrieve / excerpt / generate / verify, with the prompt budget (default) and whole passages side by side.
 
 Starts ``citeline serve`` twice on a free loopback port against an existing index (``make demo``
-builds ``python-docs``): once with the default settings and once with whole passages in the prompt
-(``CITELINE_PROMPT_SOURCE_CHARS=0``, the behaviour before the budget), the baseline. Both answer the
+builds ``python-docs``): once with the default settings (whole passages in the prompt), the
+baseline, and once with the prompt budget (``CITELINE_PROMPT_SOURCE_CHARS``, ``--budget-chars``). Both answer the
 same questions in the same order; the answer cache is off. Quality is reported next to speed
 (abstentions, answers citing the gold page), so a faster prompt that answers worse shows.
 
@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--every", type=int, default=15, help="every Nth question of each set (default 15: 24 q)")
     parser.add_argument("--quick", action="store_true", help="two questions per set")
+    parser.add_argument("--budget-chars", type=int, default=1400, help="the budget to compare")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     questions = [q for path in SETS for q in load_questions(path, every=args.every, limit=2 if args.quick else None)]
@@ -92,7 +93,7 @@ def main() -> None:
     if args.data_dir is not None:
         env["CITELINE_DATA_DIR"] = str(args.data_dir)
     runs = {
-        "budget": ask_all(env, questions),
+        "budget": ask_all({**env, "CITELINE_PROMPT_SOURCE_CHARS": str(args.budget_chars)}, questions),
         "whole": ask_all({**env, "CITELINE_PROMPT_SOURCE_CHARS": "0"}, questions),
     }
     summary = {label: summarise(rows) for label, rows in runs.items()}
@@ -101,7 +102,7 @@ def main() -> None:
     table = Table(
         title=f"POST /v1/ask over loopback, {len(questions)} eval questions, index {args.index!r} ({machine()})"
     )
-    for column in ("figure", "budgeted prompt (default)", "whole passages (baseline)", "ratio", "target"):
+    for column in ("figure", "prompt budget 1400", "whole passages (default)", "ratio", "target"):
         table.add_column(column)
     budget, whole = summary["budget"], summary["whole"]
     for key, label in (

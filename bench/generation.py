@@ -1,10 +1,12 @@
 """Generation on this machine against its physical limits: time to first token, prefill and decode
-speed, prompt tokens per answer, with the prompt budget (default) and whole passages side by side.
+speed, prompt tokens per answer, with whole passages (the default) and the prompt budget side by side.
 
 Limits are measured in the same run: memory read bandwidth (torch sum over 1 GiB, both cores) and
 fp32 matrix-multiply throughput. Decode is memory-bound: each new token reads every weight once, so
 its limit is bandwidth / weight bytes (the int4 IR's size). Prefill is compute-bound: about
-2 x (non-embedding parameters) FLOPs per prompt token, so its limit is GEMM FLOP/s / that. The
+2 x (non-embedding parameters) FLOPs per prompt token. Its fp32 bound (GEMM FLOP/s / that) is shown
+for scale only: OpenVINO runs the int4 weights through int8 dot-product kernels, whose peak is
+higher and not measured here, so prefill goes past the fp32 bound. The
 baseline is the same generator on the same questions and passages with whole passages in the
 prompt (each cut at 600 characters, as before the budget).
 
@@ -25,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from indexes import PassageIndex, load_embedder
-from service.budget import excerpts
+from service.budget import BudgetConfig, excerpts
 from service.generation import ChatMessage, OpenVINOGenerator
 from service.prompt import build_messages
 from service.settings import ServiceSettings
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--questions", type=Path, default=DEFAULT_QUESTIONS)
     parser.add_argument("--quick", action="store_true", help="three questions")
+    parser.add_argument("--budget-chars", type=int, default=1400, help="the budget to compare")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -102,7 +105,7 @@ def main() -> None:
     load_s = time.perf_counter() - started
     embedder = load_embedder(settings)
     index = PassageIndex.open(settings.data_dir, args.index)
-    budget = settings.budget()
+    budget = BudgetConfig(max_chars=args.budget_chars)
 
     rows: list[dict[str, Any]] = []
     previous: list[int] = []
@@ -170,7 +173,7 @@ def main() -> None:
     console = Console(width=160)
     title = f"generation, {model_dir.name}, index {args.index!r} ({machine()}); p50 over {len(questions)} questions"
     table = Table(title=title)
-    for column in ("figure", "budgeted prompt (default)", "whole passages (baseline)", "ratio", "target / limit"):
+    for column in ("figure", "prompt budget 1400", "whole passages (default)", "ratio", "target / limit"):
         table.add_column(column)
 
     def row(label: str, key: str, target: str, fmt: str = "{:.0f}") -> None:
@@ -181,7 +184,7 @@ def main() -> None:
     row("new prompt tokens (after the cached prefix)", "new_prompt_tokens", "")
     row("time to first token, ms", "ttft_ms", "<= 2000 (target)")
     row("generation total, ms", "total_ms", "")
-    row("prefill tokens/s", "prefill_tokens_per_second", f"{prefill_limit:.0f} (compute limit)")
+    row("prefill tokens/s", "prefill_tokens_per_second", f"{prefill_limit:.0f} (fp32-GEMM bound; int8 kernels pass it)")
     row("decode tokens/s", "decode_tokens_per_second", f"{decode_limit:.1f} (bandwidth limit)", "{:.1f}")
     console.print(table)
     physics = Table(title="physical limits, measured in this run")

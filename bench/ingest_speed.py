@@ -133,7 +133,8 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     seed = f"http://127.0.0.1:{server.server_address[1]}/library/index.html"
     load_before = os.getloadavg()[0]  # other work on the machine colours every figure
-    model = load_embedder(IngestSettings())
+    settings = IngestSettings()
+    model = load_embedder(settings)
     model.embed(["warm up the model"] * 64)  # first-call costs belong to neither run
 
     runs: dict[str, dict[str, Any]] = {}
@@ -149,8 +150,8 @@ def main() -> None:
     serial, overlapped = runs["serial (before)"], runs["overlapped"]
     for run in runs.values():
         run["vs_embedder_alone"] = round(run["seconds"] / alone["seconds"], 3)
-    table = Table(title=f"ingest of {pages} Python-docs pages over loopback, all-MiniLM-L6-v2, "
-                  f"torch {torch.get_num_threads()} threads ({machine()}; load {load_before:.1f} before, "
+    table = Table(title=f"ingest of {pages} Python-docs pages over loopback, all-MiniLM-L6-v2 "
+                  f"({settings.embedding_backend}; {machine()}; load {load_before:.1f} before, "
                   f"{os.getloadavg()[0]:.1f} after)")  # fmt: skip
     for column in ("figure", "serial (before)", "overlapped", "ratio", "embedder alone", "target"):
         table.add_column(column)
@@ -171,10 +172,11 @@ def main() -> None:
                   f"{overlapped['vs_embedder_alone']:.2f}", "", "1.00", verdict)  # fmt: skip
     Console(width=160).print(table)
     path = write_results(
-        "ingest_quick" if args.quick else "ingest",
+        "ingest_speed_quick" if args.quick else "ingest_speed",
         {
             "pages_requested": pages,
             "quick": args.quick,
+            "embedding_backend": settings.embedding_backend,
             "torch_threads": torch.get_num_threads(),
             "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "target_vs_embedder_alone": TARGET,

@@ -65,8 +65,9 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[800, 1000, 1200, 1400, 2000])
     parser.add_argument("--django-data-dir", type=Path, default=None, help="where the django-docs index lives")
     parser.add_argument("--quick", action="store_true", help="every 9th question (default: every 3rd)")
-    parser.add_argument("--carry", type=float, default=BudgetConfig.carry)
-    parser.add_argument("--passage-weight", type=float, default=BudgetConfig.passage_weight)
+    parser.add_argument("--carry", type=float, default=BudgetConfig().carry)
+    parser.add_argument("--lead-bonus", type=float, default=BudgetConfig().lead_bonus)
+    parser.add_argument("--passage-weight", type=float, default=BudgetConfig().passage_weight)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -108,7 +109,12 @@ def main() -> None:
                     vector,
                     hits,
                     embedder,
-                    BudgetConfig(max_chars=budget, carry=args.carry, passage_weight=args.passage_weight),
+                    BudgetConfig(
+                        max_chars=budget,
+                        carry=args.carry,
+                        passage_weight=args.passage_weight,
+                        lead_bonus=args.lead_bonus,
+                    ),
                 )
                 shown_text = " ".join(shown).lower()
                 stats = per_budget[budget]

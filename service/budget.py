@@ -40,6 +40,8 @@ class BudgetConfig:
     carry: float = 0.9
     """A sentence scores at least this share of the one before it: answers tend to follow the
     sentence that restates the question (a heading, a definition), not to repeat its words."""
+    lead_bonus: float = 0.0
+    """Added to each passage's first sentence: a section's opening sentence tends to state its point."""
     passage_weight: float = 0.5
     """Weight of the whole passage's retrieval score, added to each of its sentences' scores, so the
     best passages get more of the budget."""
@@ -110,7 +112,7 @@ def excerpts(
     ]
     candidates = []
     for n, (i, j, span) in enumerate(flat):
-        score = max(own[n], config.carry * own[n - 1]) if j > 0 else own[n]
+        score = max(own[n], config.carry * own[n - 1]) if j > 0 else own[n] + config.lead_bonus
         candidates.append(_Candidate(i, j, span, score + config.passage_weight * hits[i].score))
     ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
     chosen: list[set[int]] = [set() for _ in hits]

@@ -26,7 +26,6 @@ from rich.console import Console
 from rich.table import Table
 
 from indexes import load_embedder
-from service.generation import OpenVINOGenerator
 from service.settings import ServiceSettings
 from service.verify import Verifier, VerifierConfig, VerifierStats
 
@@ -60,7 +59,7 @@ def main() -> None:
 
     settings = ServiceSettings()
     embedder = load_embedder(settings)
-    generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
+    generator = settings.generator()
     cheap = Verifier(embedder, None, VerifierConfig(use_judge=False))
     full = Verifier(embedder, generator, VerifierConfig(max_judged_pairs=args.batch))
     console = Console(width=150)

@@ -34,6 +34,7 @@ from indexes._fusion import (
     reciprocal_rank_fusion,
 )
 from indexes._lexical import LexicalIndex, tokenize
+from indexes._qdrant import QdrantVectorStore
 from indexes._settings import CitelineSettings
 from indexes._store import (
     Manifest,
@@ -45,6 +46,13 @@ from indexes._store import (
 )
 from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
 from indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
+from indexes._vectorstore import (
+    VECTOR_BACKENDS,
+    FaissVectorStore,
+    VectorBackend,
+    VectorStore,
+    open_vector_store,
+)
 
 __all__ = [
     "ALIAS_KINDS",
@@ -52,6 +60,7 @@ __all__ = [
     "EMBEDDING_BACKENDS",
     "RETRIEVAL_MODES",
     "RRF_K",
+    "VECTOR_BACKENDS",
     "AliasKind",
     "CitelineIndexError",
     "CitelineSettings",
@@ -60,6 +69,7 @@ __all__ = [
     "EmbedderMismatchError",
     "EmbedderUnavailableError",
     "EmbeddingBackend",
+    "FaissVectorStore",
     "HashEmbedder",
     "HybridRetriever",
     "IndexCorruptError",
@@ -71,17 +81,21 @@ __all__ = [
     "PageRecord",
     "PassageIndex",
     "PassageRecord",
+    "QdrantVectorStore",
     "RetrievalMode",
     "SearchHit",
     "SentenceTransformerEmbedder",
     "UpsertResult",
+    "VectorBackend",
     "VectorIndexPolicy",
     "VectorIndexSpec",
+    "VectorStore",
     "Vectors",
     "index_dir",
     "list_indexes",
     "load_embedder",
     "maximal_marginal_relevance",
+    "open_vector_store",
     "openvino_export_dir",
     "prepare_openvino_embedder",
     "reciprocal_rank_fusion",

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from indexes._embedder import EmbeddingBackend
+from indexes._vectorstore import VectorBackend
 
 
 def _default_data_dir() -> Path:
@@ -50,6 +51,13 @@ class CitelineSettings(BaseSettings):
     queries, so it gets its own model name and cannot search indexes built by the other two)."""
     embed_batch_size: int = 32
     """Texts per embedding batch."""
+    vector_backend: VectorBackend = "faiss"
+    """Where an index's vectors are searched: ``faiss`` (files in the index folder, Flat or IVF-SQ8
+    by size) or ``qdrant`` (the ``qdrant`` extra; a collection named after the index, embedded under
+    the index folder unless :attr:`qdrant_url` is set). The SQLite store stays the source of truth."""
+    qdrant_url: str | None = None
+    """A Qdrant server (``http://127.0.0.1:6333``) for the ``qdrant`` backend; None runs it embedded
+    (one process per index at a time, exact scans: for tests and small indexes)."""
 
     @classmethod
     def settings_customise_sources(

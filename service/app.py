@@ -125,12 +125,11 @@ def _load(resources: Resources) -> None:
     settings = resources.settings
     try:
         from indexes import load_embedder, set_search_threads
-        from service.generation import OpenVINOGenerator
 
         set_search_threads(1)  # one query per call: extra threads only wait on each other
         started = time.perf_counter()
         embedder = load_embedder(settings)
-        generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
+        generator = settings.generator()
         registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request

@@ -298,7 +298,6 @@ def ask(
 
     from indexes import CitelineIndexError, PassageIndex, load_embedder
     from service.exceptions import CiteLineServiceError
-    from service.generation import OpenVINOGenerator
     from service.settings import ServiceSettings
 
     settings = ServiceSettings()
@@ -306,7 +305,7 @@ def ask(
         embedder = load_embedder(settings)
         passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
-        generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
+        generator = settings.generator()
     except (CitelineIndexError, CiteLineServiceError) as exc:
         raise _fail(str(exc)) from exc
     answerer = settings.answerer(embedder, generator)
@@ -358,7 +357,6 @@ def eval_command(
     from indexes import CitelineIndexError, PassageIndex, load_embedder
     from service.answering import Retriever
     from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
-    from service.generation import OpenVINOGenerator
     from service.settings import ServiceSettings
 
     settings = ServiceSettings()
@@ -374,7 +372,7 @@ def eval_command(
     answerer = None
     retriever = Retriever(embedder, settings.retrieval_config())
     if not retrieval_only:
-        generator = OpenVINOGenerator(settings.generator_dir(), cache_dir=settings.openvino_cache_dir())
+        generator = settings.generator()
         answerer = settings.answerer(embedder, generator)
     totals: dict[str, dict[str, float | None]] = {}
     reports = []

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from indexes import Embedder, RetrievalMode
 from ingest import IngestSettings
 from service.answering import Answerer, RetrievalConfig
 from service.budget import BudgetConfig
-from service.generation import QWEN_MODEL_ID, Generator
+from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
 
 
 class ServiceSettings(IngestSettings):
@@ -22,6 +23,19 @@ class ServiceSettings(IngestSettings):
     """TCP port to listen on."""
     generator_model: str = QWEN_MODEL_ID
     """Prepared model under ``models_dir`` (or an absolute path to an OpenVINO IR directory)."""
+    generator_backend: Literal["openvino", "openai"] = "openvino"
+    """``openvino`` runs ``generator_model`` in-process; ``openai`` streams from an OpenAI-compatible
+    server (vLLM, OpenVINO Model Server, llama.cpp's ``llama-server``) at ``generator_base_url``."""
+    generator_base_url: str = "http://127.0.0.1:8080/v1"
+    """API root of the OpenAI-compatible server (``/chat/completions`` is appended); ``openai`` backend only."""
+    generator_api_model: str = ""
+    """Model name the server serves (the request's ``model``); empty: ``generator_model``."""
+    generator_api_key: SecretStr | None = None
+    """Sent as ``Authorization: Bearer``; none by default. Kept out of logs and reprs."""
+    generator_timeout_s: float = Field(default=60.0, gt=0)
+    """Seconds allowed to connect, and between streamed chunks, before a remote call fails."""
+    generator_retries: int = Field(default=2, ge=0)
+    """Extra tries on connection failures or 429/502/503/504, only before any text arrived."""
     top_k: int = 4
     """Passages given to the generator per question (prompt length is the main latency lever)."""
     prompt_source_chars: int = 0
@@ -69,6 +83,19 @@ class ServiceSettings(IngestSettings):
 
     def budget(self) -> BudgetConfig:
         return BudgetConfig(max_chars=self.prompt_source_chars)
+
+    def generator(self) -> Generator:
+        """The generator backend these settings describe (loads the model for ``openvino``)."""
+        if self.generator_backend == "openai":
+            key = self.generator_api_key.get_secret_value() if self.generator_api_key else None
+            return OpenAICompatibleGenerator(
+                self.generator_base_url,
+                self.generator_api_model or self.generator_model,
+                api_key=key,
+                timeout_s=self.generator_timeout_s,
+                retries=self.generator_retries,
+            )
+        return OpenVINOGenerator(self.generator_dir(), cache_dir=self.openvino_cache_dir())
 
     def generator_dir(self) -> Path:
         path = Path(self.generator_model)

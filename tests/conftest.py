@@ -112,13 +112,14 @@ class LiveService:
 
 
 @contextlib.contextmanager
-def live_service(data_dir: Path, index: str, ready_timeout: float = 300) -> Iterator[LiveService]:
-    """Start ``citeline serve`` as its own process on a loopback port; wait for /readyz."""
+def live_service(data_dir: Path, index: str, ready_timeout: float = 300, **env: str) -> Iterator[LiveService]:
+    """Start ``citeline serve`` as its own process on a loopback port; wait for /readyz. ``env``
+    adds ``CITELINE_*`` variables."""
     port = free_port()
     log = (data_dir / f"serve-{port}.log").open("w")
     process = subprocess.Popen(
         [str(BIN / "citeline"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=citeline_env(data_dir, CITELINE_INDEX=index),
+        env=citeline_env(data_dir, CITELINE_INDEX=index, **env),
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,8 +1,9 @@
-"""Generators behind one Protocol: the OpenVINO default and a scripted fake for tests."""
+"""Generators behind one Protocol: the OpenVINO default, an OpenAI-compatible server, and a scripted fake."""
 
 from service.generation._base import ChatMessage, GenerationResult, Generator, Role, TokenCallback
 from service.generation._fake import ScriptedGenerator
 from service.generation._openvino import OpenVINOGenerator
+from service.generation._remote import OpenAICompatibleGenerator
 from service.generation.prepare import (
     QWEN_MODEL_ID,
     PreparedModel,
@@ -16,6 +17,7 @@ __all__ = [
     "ChatMessage",
     "GenerationResult",
     "Generator",
+    "OpenAICompatibleGenerator",
     "OpenVINOGenerator",
     "PreparedModel",
     "Role",

@@ -4,7 +4,8 @@ Layout of ``<data_dir>/indexes/<name>/``::
 
     passages.sqlite   source of truth: pages, passages and their vectors (WAL mode)
     vectors.faiss     FAISS inner-product index, ids = passage ids (derived; kind by size, see _vectors)
-    manifest.json     embedding model, dimension, counts and the store generation
+    manifest.json     embedding model, dimension, vector backend, counts and the store generation
+    qdrant/           embedded Qdrant collection (derived), only for the ``qdrant`` backend without a server
 
 SQLite transactions make every page change atomic: a page's old passages are replaced by its new
 ones in one transaction, so a crash leaves each page either fully present or absent. The FAISS
@@ -12,6 +13,24 @@ file is derived data, written to a temporary file and moved into place with ``os
 manifest written after it records the store generation it matches. A reader that finds the FAISS
 file older than the store (a crash between the two writes, or a writer still running) rebuilds
 the vectors from SQLite instead of serving stale or partial results.
+
+The vectors live in FAISS (``vector_backend="faiss"``, the default) or in a Qdrant collection named
+after the index (``"qdrant"``: embedded under ``qdrant/`` or on the server at ``qdrant_url``), see
+:mod:`indexes._vectorstore`. Qdrant is written on every change, after the SQLite commit; the
+manifest written by :meth:`PassageIndex.flush` records the backend and the store generation the
+collection matched then. A writer that finds the collection behind the store (or the count off)
+drops and rebuilds it from SQLite; a reader, which must not write, serves an exact in-memory FAISS
+index rebuilt from SQLite instead, like a reader of a stale FAISS file.
+
+The backend an index was built with is recorded in the manifest; opening it with the other backend
+rebuilds the vectors from SQLite into the requested one (SQLite holds every vector, so nothing is
+lost), and the next :meth:`PassageIndex.flush` records the switch. The old backend's files are left
+in place, unused.
+
+Embedded Qdrant allows one process (one client) per folder at a time: while an ingest job writes an
+embedded-Qdrant index, no other process can open it, and doing so raises
+:class:`VectorStoreBusyError` at once. Several processes (the service reading while ingest writes)
+need a Qdrant server (``qdrant_url``).
 
 Schema changes are additive and migrated in place by the writer (:meth:`PassageIndex.create_or_open`):
 new tables are created if missing and new ``pages`` columns added with ``ALTER TABLE``. A reader
@@ -24,14 +43,16 @@ content duplicates a stored page (exactly or nearly) or because they redirect to
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
+import shutil
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -43,6 +64,7 @@ import numpy as np
 
 from indexes._embedder import Vectors
 from indexes._exceptions import (
+    CitelineIndexError,
     EmbedderMismatchError,
     IndexCorruptError,
     IndexNotFoundError,
@@ -60,6 +82,7 @@ from indexes._vectors import (
     train_vector_index,
     write_vector_index,
 )
+from indexes._vectorstore import VECTOR_BACKENDS, VectorBackend, VectorBatch, VectorStore, open_vector_store
 
 FORMAT_VERSION = 1
 """The file layout. Later schema additions are migrated in place and do not change it."""
@@ -67,6 +90,12 @@ INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DB_FILE = "passages.sqlite"
 FAISS_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
+QDRANT_DIR = "qdrant"
+
+
+class VectorStoreBusyError(CitelineIndexError, RuntimeError):
+    """The index's embedded Qdrant folder is held by another client (another process): use a Qdrant server."""
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -251,6 +280,8 @@ class Manifest:
     """The vector index kind as a FAISS factory string (:class:`~indexes.VectorIndexSpec`)."""
     format_version: int = FORMAT_VERSION
     updated_at: str = ""
+    vector_backend: VectorBackend = "faiss"
+    """Where the vectors matching ``generation`` live (``faiss`` or ``qdrant``)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -260,6 +291,7 @@ class Manifest:
             "dimension": self.dimension,
             "metric": self.metric,
             "faiss_index": self.faiss_index,
+            "vector_backend": self.vector_backend,
             "pages": self.pages,
             "passages": self.passages,
             "generation": self.generation,
@@ -294,13 +326,25 @@ def _now() -> str:
 class PassageIndex:
     """One named index. Open it with :meth:`create_or_open` (writer) or :meth:`open` (reader).
 
-    Methods are thread-safe; one process should write at a time.
+    Methods are thread-safe; one process should write at a time. ``vector_backend`` picks where the
+    vectors are searched (see the module docstring); with embedded Qdrant only one process may have
+    the index open at a time.
     """
 
     vector_policy: ClassVar[VectorIndexPolicy] = VectorIndexPolicy()
     """Which vector index kind a passage count gets; applied when the vectors are (re)built."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, *, read_only: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        conn: sqlite3.Connection,
+        *,
+        read_only: bool,
+        vector_backend: VectorBackend = "faiss",
+        qdrant_url: str | None = None,
+    ) -> None:
+        if vector_backend not in VECTOR_BACKENDS:
+            raise ValueError(f"unknown vector backend {vector_backend!r}; use one of {', '.join(VECTOR_BACKENDS)}")
         self.path = path
         self.name = path.name
         self._conn = conn
@@ -321,12 +365,29 @@ class PassageIndex:
         }
         self._has_aliases = _has_table(conn, "aliases")
         self._hits_query = _HITS_QUERY.replace("{metadata}", ", ".join(self._column[f] for f in _METADATA_FIELDS))
-        self._faiss = self._load_or_rebuild_faiss()
+        self.vector_backend: VectorBackend = vector_backend
+        """The backend asked for; a reader of a stale Qdrant collection searches an in-memory FAISS instead."""
+        self._qdrant_url = qdrant_url
+        self._qdrant: VectorStore | None = None
+        self._faiss: Any = None
+        if vector_backend == "qdrant":
+            self._open_qdrant()
+        else:
+            self._faiss = self._load_or_rebuild_faiss()
 
     # -- opening -----------------------------------------------------------------------------
 
     @classmethod
-    def create_or_open(cls, data_dir: Path, name: str, *, embedding_model: str, dimension: int) -> PassageIndex:
+    def create_or_open(
+        cls,
+        data_dir: Path,
+        name: str,
+        *,
+        embedding_model: str,
+        dimension: int,
+        vector_backend: VectorBackend = "faiss",
+        qdrant_url: str | None = None,
+    ) -> PassageIndex:
         path = index_dir(data_dir, name)
         path.mkdir(parents=True, exist_ok=True)
         conn = cls._connect(path / DB_FILE, read_only=False)
@@ -338,18 +399,31 @@ class PassageIndex:
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('dimension', ?)", (str(dimension),))
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
-        index = cls(path, conn, read_only=False)
+        index = cls(path, conn, read_only=False, vector_backend=vector_backend, qdrant_url=qdrant_url)
         index.check_embedder(embedding_model, dimension)
         if not (path / MANIFEST_FILE).exists():
             index.flush()
         return index
 
     @classmethod
-    def open(cls, data_dir: Path, name: str, *, read_only: bool = True) -> PassageIndex:
+    def open(
+        cls,
+        data_dir: Path,
+        name: str,
+        *,
+        read_only: bool = True,
+        vector_backend: VectorBackend = "faiss",
+        qdrant_url: str | None = None,
+    ) -> PassageIndex:
         path = index_dir(data_dir, name)
         if not (path / DB_FILE).is_file():
             raise IndexNotFoundError(name)
-        return cls(path, cls._connect(path / DB_FILE, read_only=read_only), read_only=read_only)
+        conn = cls._connect(path / DB_FILE, read_only=read_only)
+        try:
+            return cls(path, conn, read_only=read_only, vector_backend=vector_backend, qdrant_url=qdrant_url)
+        except BaseException:
+            conn.close()
+            raise
 
     @staticmethod
     def _connect(db_path: Path, *, read_only: bool) -> sqlite3.Connection:
@@ -373,6 +447,9 @@ class PassageIndex:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            if self._qdrant is not None:
+                self._qdrant.close()  # embedded Qdrant holds a lock on its folder until closed
+                self._qdrant = None
 
     # -- FAISS -------------------------------------------------------------------------------
 
@@ -392,7 +469,8 @@ class PassageIndex:
         count = self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
         try:
             recorded = json.loads(manifest.read_text())
-            if recorded.get("generation") == generation and faiss_path.is_file():
+            matches = recorded.get("generation") == generation and recorded.get("vector_backend", "faiss") == "faiss"
+            if matches and faiss_path.is_file():
                 loaded = faiss.read_index(str(faiss_path))
                 # read_index already returns the concrete class; wrapping it again with
                 # downcast_index would let the original owner free the C++ object. Any kind this
@@ -403,6 +481,87 @@ class PassageIndex:
         except (OSError, json.JSONDecodeError, RuntimeError):
             pass
         return self._rebuild_faiss()
+
+    # -- Qdrant ------------------------------------------------------------------------------
+
+    def _busy_error(self) -> VectorStoreBusyError:
+        return VectorStoreBusyError(
+            f"index {self.name!r} keeps its vectors in embedded Qdrant ({self.path / QDRANT_DIR}), which another"
+            " client (another process) has open: embedded Qdrant allows one per folder. Wait for it to finish,"
+            " or run a Qdrant server and set qdrant_url"
+        )
+
+    def _embedded_qdrant_held(self) -> bool:
+        """Whether another client holds the embedded folder's lock (the one the Qdrant client takes)."""
+        lock = self.path / QDRANT_DIR / ".lock"
+        if not lock.is_file():
+            return False
+        # Tried here first: the client fails fast too, but leaks its lock file handle when it does.
+        with lock.open("r+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+    def _new_qdrant(self) -> VectorStore:
+        if self._qdrant_url is None and self._embedded_qdrant_held():
+            raise self._busy_error()
+        try:
+            return open_vector_store("qdrant", self.path, self.dimension, qdrant_url=self._qdrant_url)
+        except RuntimeError as exc:
+            if self._qdrant_url is None and "already accessed" in str(exc):
+                raise self._busy_error() from exc
+            raise
+
+    def _open_qdrant(self) -> None:
+        """Open the collection; rebuild it when it is behind the store (writer) or serve FAISS (reader)."""
+        store = self._new_qdrant()
+        try:
+            recorded = json.loads((self.path / MANIFEST_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            recorded = {}
+        count = int(self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
+        current = (
+            recorded.get("vector_backend") == "qdrant"
+            and recorded.get("generation") == self.generation()
+            and store.count() == count
+        )
+        if current:
+            self._qdrant = store
+        elif self._read_only:
+            # A reader must not write the collection: it serves exact results from SQLite's vectors.
+            store.close()
+            self._faiss = self._rebuild_faiss()
+        else:
+            self._qdrant = self._rebuild_qdrant(store)
+
+    def _rebuild_qdrant(self, store: VectorStore) -> VectorStore:
+        """Drop the collection and load every stored vector into a new one."""
+        store.close()
+        if self._qdrant_url is None:
+            shutil.rmtree(self.path / QDRANT_DIR, ignore_errors=True)
+        else:
+            from qdrant_client import QdrantClient  # optional dependency, like in indexes._qdrant
+
+            client = QdrantClient(url=self._qdrant_url)
+            try:
+                client.delete_collection(self.name)
+            finally:
+                client.close()
+        store = self._new_qdrant()
+        for ids, vectors, page_ids in self._vector_batches():
+            store.add(ids, vectors, page_ids)
+        return store
+
+    def _vector_batches(self, size: int = 4096) -> Iterator[VectorBatch]:
+        cursor = self._conn.execute("SELECT id, page_id, vector FROM passages ORDER BY id")
+        while rows := cursor.fetchmany(size):
+            vectors = np.vstack([np.frombuffer(r[2], dtype=np.float32) for r in rows])
+            if vectors.shape[1] != self.dimension:
+                raise IndexCorruptError(f"a stored vector has {vectors.shape[1]} dimensions, expected {self.dimension}")
+            yield [int(r[0]) for r in rows], vectors, [int(r[1]) for r in rows]
 
     def _rebuild_faiss(self, spec: VectorIndexSpec | None = None) -> Any:
         """Build the vector index from the stored vectors, of ``spec`` or the kind the policy gives the count."""
@@ -463,7 +622,11 @@ class PassageIndex:
         return ids
 
     def _remove_vectors(self, passage_ids: Sequence[int]) -> None:
-        if passage_ids:
+        if not passage_ids:
+            return
+        if self._qdrant is not None:
+            self._qdrant.remove(passage_ids)
+        else:
             self._faiss.remove_ids(np.asarray(passage_ids, dtype=np.int64))
 
     @staticmethod
@@ -526,7 +689,9 @@ class PassageIndex:
                     new_ids.append(int(cur.lastrowid or 0))
             # Memory follows only once SQLite accepted the change (the inner `with` commits on exit).
             self._remove_vectors(old_ids)
-            if new_ids:
+            if new_ids and self._qdrant is not None:
+                self._qdrant.add(new_ids, vectors, [page_id] * len(new_ids))
+            elif new_ids:
                 self._faiss.add_with_ids(vectors, np.asarray(new_ids, dtype=np.int64))
         return UpsertResult(page_id=page_id, passages=len(new_ids))
 
@@ -682,7 +847,7 @@ class PassageIndex:
         return best[2] if best else None
 
     def flush(self) -> Manifest:
-        """Persist the FAISS index and the manifest so the next open needs no rebuild.
+        """Persist the vectors (FAISS file, or Qdrant) and the manifest so the next open needs no rebuild.
 
         When the passage count has crossed a threshold of :attr:`vector_policy`, the vector index is
         first rebuilt as the kind the count calls for (about 3 s at 100k passages, 30 s at 1M on two
@@ -691,6 +856,11 @@ class PassageIndex:
         with self._lock:
             if self._read_only:
                 raise PermissionError(f"index {self.name!r} was opened read-only")
+            if self._qdrant is not None:
+                self._qdrant.persist()
+                manifest = self.manifest()
+                atomic_write_bytes(self.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode())
+                return manifest
             # The kind follows the count here, not on every add: a rebuild trains on the whole store.
             current = spec_of(self._faiss)
             wanted = self.vector_policy.choose(int(self._faiss.ntotal), current)
@@ -719,23 +889,52 @@ class PassageIndex:
             pages=int(pages),
             passages=int(passages),
             generation=generation,
-            faiss_index=(spec_of(self._faiss) or FLAT).factory,
+            faiss_index=FLAT.factory if self._faiss is None else (spec_of(self._faiss) or FLAT).factory,
             updated_at=_now(),
+            vector_backend="qdrant" if self._qdrant is not None else "faiss",
         )
 
     @property
     def vector_count(self) -> int:
-        return int(self._faiss.ntotal)
+        with self._lock:
+            return self._qdrant.count() if self._qdrant is not None else int(self._faiss.ntotal)
 
-    def search(self, query: Vectors, k: int = 5) -> list[SearchHit]:
-        """Return the ``k`` passages closest to one query vector, best first."""
+    def search(self, query: Vectors, k: int = 5, *, page_ids: Collection[int] | None = None) -> list[SearchHit]:
+        """Return the ``k`` passages closest to one query vector, best first; only of ``page_ids`` unless None."""
         vector = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         if vector.shape[1] != self.dimension:
             raise EmbedderMismatchError(f"query has {vector.shape[1]} dimensions, index has {self.dimension}")
+        if k <= 0 or (page_ids is not None and not page_ids):
+            return []
         with self._lock:
-            if self._faiss.ntotal == 0 or k <= 0:
+            if self._qdrant is not None:
+                return self._hits(self._qdrant.search(vector[0], k, page_ids=page_ids))
+            if self._faiss.ntotal == 0:
                 return []
-            scores, ids = self._faiss.search(vector, min(k, int(self._faiss.ntotal)))
+            params: Any = None
+            limit = min(k, int(self._faiss.ntotal))
+            if page_ids is not None:
+                marks = ",".join("?" * len(page_ids))  # only placeholders are interpolated into the SQL
+                allowed = np.fromiter(
+                    (
+                        r[0]
+                        for r in self._conn.execute(
+                            f"SELECT id FROM passages WHERE page_id IN ({marks})",  # noqa: S608 # placeholders only
+                            [int(p) for p in page_ids],
+                        )
+                    ),
+                    dtype=np.int64,
+                )
+                limit = min(limit, len(allowed))
+                if limit <= 0:
+                    return []
+                ivf = isinstance(self._faiss, faiss.IndexIVF)
+                # The selector filters inside the scan, so a few pages still get their true top k.
+                params = faiss.SearchParametersIVF() if ivf else faiss.SearchParameters()
+                params.sel = faiss.IDSelectorBatch(allowed)
+                if ivf:
+                    params.nprobe = int(self._faiss.nlist)
+            scores, ids = self._faiss.search(vector, limit, params=params)
             found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             return self._hits(found)
 
@@ -813,9 +1012,10 @@ class PassageIndex:
         problems = []
         with self._lock:
             count = self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0]
-            if count != self._faiss.ntotal:
-                problems.append(f"{self._faiss.ntotal} vectors but {count} passages")
-            if not self._faiss.is_trained:
+            vectors = self.vector_count
+            if count != vectors:
+                problems.append(f"{vectors} vectors but {count} passages")
+            if self._faiss is not None and not self._faiss.is_trained:
                 problems.append("the vector index is not trained")
             dupes = self._conn.execute(
                 'SELECT COUNT(*) FROM (SELECT page_id, start, "end" FROM passages'

@@ -111,6 +111,8 @@ async def run_ingest(
         index_name or settings.index,
         embedding_model=embedder.model_name,
         dimension=embedder.dimension,
+        vector_backend=settings.vector_backend,
+        qdrant_url=settings.qdrant_url,
     )
     budget = max_pages or settings.max_pages
     sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)

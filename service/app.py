@@ -130,7 +130,13 @@ def _load(resources: Resources) -> None:
         started = time.perf_counter()
         embedder = load_embedder(settings)
         generator = settings.generator()
-        registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
+        registry = IndexRegistry(
+            settings.data_dir,
+            embedder.model_name,
+            embedder.dimension,
+            vector_backend=settings.vector_backend,
+            qdrant_url=settings.qdrant_url,
+        )
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request
         resources.registry = registry
@@ -500,7 +506,13 @@ def create_app(
         access=AccessControl(settings.api_keys, settings.rate_limit_per_minute),
     )
     if embedder is not None and generator is not None:
-        resources.registry = IndexRegistry(settings.data_dir, embedder.model_name, embedder.dimension)
+        resources.registry = IndexRegistry(
+            settings.data_dir,
+            embedder.model_name,
+            embedder.dimension,
+            vector_backend=settings.vector_backend,
+            qdrant_url=settings.qdrant_url,
+        )
         resources.answerer = settings.answerer(embedder, generator)
 
     @asynccontextmanager

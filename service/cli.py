@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -176,6 +177,8 @@ def ingest(
     progress_json: Annotated[
         Path | None, typer.Option(help="Keep the run's progress in this JSON file (for a job runner).")
     ] = None,
+    engine: Annotated[str, typer.Option(help="local: this process; ray: extract, chunk and embed on Ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (--engine ray); default: local.")] = None,
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -206,8 +209,23 @@ def ingest(
     except ValueError as exc:
         raise _fail(str(exc), 2) from exc
     budget = max_pages or settings.max_pages
-    console.print("loading the embedder…")
-    embedder = load_embedder(settings)
+    if engine == "ray":
+        from ingest.ray_engine import RayOptions, RayUnavailableError, import_ray, run_ray_ingest
+
+        try:
+            import_ray()
+        except RayUnavailableError as exc:
+            raise _fail(str(exc), 2) from exc
+        engine_run = functools.partial(
+            run_ray_ingest,
+            embedder_factory=functools.partial(load_embedder, settings),
+            ray_options=RayOptions(address=ray_address),
+        )
+    elif engine == "local":
+        console.print("loading the embedder…")
+        engine_run = functools.partial(run_ingest, embedder=load_embedder(settings))
+    else:
+        raise _fail(f"--engine must be local or ray, not {engine!r}", 2)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -234,9 +252,8 @@ def ingest(
 
         try:
             summary = asyncio.run(
-                run_ingest(
+                engine_run(
                     settings=settings,
-                    embedder=embedder,
                     inputs=inputs,
                     index_name=index,
                     max_pages=budget,
@@ -273,7 +290,12 @@ def search_command(
     settings = ServiceSettings()
     embedder = load_embedder(settings)
     try:
-        passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
+        passage_index = PassageIndex.open(
+            settings.data_dir,
+            index or settings.index,
+            vector_backend=settings.vector_backend,
+            qdrant_url=settings.qdrant_url,
+        )
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
@@ -303,7 +325,12 @@ def ask(
     settings = ServiceSettings()
     try:
         embedder = load_embedder(settings)
-        passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
+        passage_index = PassageIndex.open(
+            settings.data_dir,
+            index or settings.index,
+            vector_backend=settings.vector_backend,
+            qdrant_url=settings.qdrant_url,
+        )
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
         generator = settings.generator()
     except (CitelineIndexError, CiteLineServiceError) as exc:
@@ -365,7 +392,12 @@ def eval_command(
         raise _fail("gate floors were lowered silently: " + "; ".join(problems))
     try:
         embedder = load_embedder(settings)
-        passage_index = PassageIndex.open(settings.data_dir, index or settings.index)
+        passage_index = PassageIndex.open(
+            settings.data_dir,
+            index or settings.index,
+            vector_backend=settings.vector_backend,
+            qdrant_url=settings.qdrant_url,
+        )
         passage_index.check_embedder(embedder.model_name, embedder.dimension)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
@@ -445,7 +477,13 @@ def index_remove(
 
     settings = IngestSettings()
     try:
-        passage_index = PassageIndex.open(settings.data_dir, index or settings.index, read_only=False)
+        passage_index = PassageIndex.open(
+            settings.data_dir,
+            index or settings.index,
+            read_only=False,
+            vector_backend=settings.vector_backend,
+            qdrant_url=settings.qdrant_url,
+        )
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
     try:
@@ -469,7 +507,9 @@ def index_list() -> None:
     settings = IngestSettings()
     table = Table("index", "pages", "passages", "embedder", "path")
     for name in list_indexes(settings.data_dir):
-        passage_index = PassageIndex.open(settings.data_dir, name)
+        passage_index = PassageIndex.open(
+            settings.data_dir, name, vector_backend=settings.vector_backend, qdrant_url=settings.qdrant_url
+        )
         manifest = passage_index.manifest()
         table.add_row(
             name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from indexes import PassageIndex, list_indexes, validate_index_name
+from indexes import PassageIndex, VectorBackend, list_indexes, validate_index_name
 
 
 class IndexRegistry:
@@ -15,8 +15,18 @@ class IndexRegistry:
     pages (never half-written ones) without restarting the service.
     """
 
-    def __init__(self, data_dir: Path, embedding_model: str, dimension: int) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        embedding_model: str,
+        dimension: int,
+        *,
+        vector_backend: VectorBackend = "faiss",
+        qdrant_url: str | None = None,
+    ) -> None:
         self._data_dir = data_dir
+        self._vector_backend: VectorBackend = vector_backend
+        self._qdrant_url = qdrant_url
         self._embedding_model = embedding_model
         self._dimension = dimension
         self._open: dict[str, tuple[int, PassageIndex]] = {}
@@ -35,7 +45,9 @@ class IndexRegistry:
                 if index.generation() == generation:
                     return index
                 index.close()
-            index = PassageIndex.open(self._data_dir, name, read_only=True)
+            index = PassageIndex.open(
+                self._data_dir, name, read_only=True, vector_backend=self._vector_backend, qdrant_url=self._qdrant_url
+            )
             index.check_embedder(self._embedding_model, self._dimension)
             self._open[name] = (index.generation(), index)
             return index

@@ -1,0 +1,159 @@
+"""The core :class:`PassageIndex` behaviours on both vector backends: FAISS and embedded Qdrant."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorBackend, Vectors
+from indexes._store import VectorStoreBusyError
+
+EMBEDDER = HashEmbedder(32)
+Opener = Callable[..., PassageIndex]
+
+
+def store(index: PassageIndex, url: str, text: str) -> None:
+    record = PageRecord(url=url, title=f"title of {url}", text=text, content_hash=str(hash(text)))
+    passages, start = [], 0
+    for line in text.split("\n"):
+        passages.append(PassageRecord(start=start, end=start + len(line), text=line))
+        start += len(line) + 1
+    index.upsert_page(record, passages, EMBEDDER.embed([p.text for p in passages]))
+
+
+def query(text: str) -> Vectors:
+    vectors: Vectors = EMBEDDER.embed([text])
+    return vectors[0:1]
+
+
+def manifest_of(tmp_path: Path) -> dict[str, object]:
+    return dict(json.loads((tmp_path / "indexes" / "docs" / "manifest.json").read_text()))
+
+
+@pytest.fixture(params=["faiss", "qdrant"])
+def backend(request: pytest.FixtureRequest) -> VectorBackend:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def opener(tmp_path: Path, backend: VectorBackend) -> Iterator[Opener]:
+    """Opens ``docs`` as a writer (default) or reader on ``backend``; everything opened is closed at the end."""
+    opened: list[PassageIndex] = []
+
+    def open_index(*, read_only: bool = False, vector_backend: VectorBackend = backend) -> PassageIndex:
+        if read_only:
+            index = PassageIndex.open(tmp_path, "docs", vector_backend=vector_backend)
+        else:
+            index = PassageIndex.create_or_open(
+                tmp_path,
+                "docs",
+                embedding_model=EMBEDDER.model_name,
+                dimension=EMBEDDER.dimension,
+                vector_backend=vector_backend,
+            )
+        opened.append(index)
+        return index
+
+    yield open_index
+    for index in opened:
+        index.close()
+
+
+def test_search_finds_passages_and_filters_by_page(opener: Opener) -> None:
+    index = opener()
+    store(index, "https://a.example/json", "json.load reads a file\njson.dumps writes a string")
+    store(index, "https://a.example/csv", "csv.writer writes rows\ncsv.reader reads rows")
+    hits = index.search(query("json.load reads a file"), k=2)
+    assert hits[0].url == "https://a.example/json"
+    assert hits[0].text == "json.load reads a file"
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    assert hits[0].score > hits[1].score
+    csv_page = index.search(query("csv.writer writes rows"), k=1)[0].page_id
+    filtered = index.search(query("json.load reads a file"), k=5, page_ids=[csv_page])
+    assert {h.url for h in filtered} == {"https://a.example/csv"}
+    assert len(filtered) == 2
+    assert index.search(query("json"), k=5, page_ids=[]) == []
+    assert index.search(query("json"), k=0) == []
+
+
+def test_replace_and_remove_pages_keep_vectors_in_step(opener: Opener) -> None:
+    index = opener()
+    store(index, "https://a.example/p", "one\ntwo\nthree")
+    store(index, "https://a.example/p", "four\nfive")
+    store(index, "https://a.example/old/q", "six\nseven")
+    store(index, "https://a.example/old/r", "eight")
+    assert index.vector_count == 5
+    assert index.search(query("one"), k=5)[0].text != "one"
+    assert index.remove_page("https://a.example/old/r")
+    assert index.remove_pages("https://a.example/old/*") == ["https://a.example/old/q"]
+    assert index.vector_count == 2
+    assert {h.text for h in index.search(query("four"), k=5)} == {"four", "five"}
+    assert index.check_integrity() == []
+
+
+def test_flush_and_reopen_serve_the_saved_vectors(
+    opener: Opener, backend: VectorBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = opener()
+    store(index, "https://a.example/p", "alpha\nbeta")
+    manifest = index.flush()
+    assert manifest.vector_backend == backend
+    assert manifest_of(tmp_path)["vector_backend"] == backend
+    index.close()
+
+    def no_rebuild(*_: object, **__: object) -> None:
+        raise AssertionError("a flushed index must open without a rebuild")
+
+    monkeypatch.setattr(PassageIndex, "_rebuild_faiss", no_rebuild)
+    monkeypatch.setattr(PassageIndex, "_rebuild_qdrant", no_rebuild)
+    for read_only in (False, True):
+        reopened = opener(read_only=read_only)
+        assert reopened.vector_count == 2
+        assert reopened.search(query("beta"), k=1)[0].text == "beta"
+        assert reopened.check_integrity() == []
+        reopened.close()
+
+
+def test_changes_not_flushed_are_rebuilt_from_the_store(opener: Opener) -> None:
+    """A crash between the store commit and the vector write must not lose or invent vectors."""
+    index = opener()
+    store(index, "https://a.example/p", "alpha\nbeta")
+    index.flush()
+    store(index, "https://a.example/q", "gamma\ndelta\nepsilon")  # committed, never flushed
+    index.remove_page("https://a.example/p")
+    index.close()
+    for read_only in (True, False):  # a reader rebuilds in memory, a writer rebuilds its store
+        reopened = opener(read_only=read_only)
+        assert reopened.vector_count == 3
+        assert reopened.check_integrity() == []
+        assert reopened.search(query("gamma"), k=1)[0].text == "gamma"
+        assert all(h.url == "https://a.example/q" for h in reopened.search(query("alpha"), k=5))
+        reopened.close()
+
+
+def test_opening_with_the_other_backend_rebuilds_into_it(
+    opener: Opener, backend: VectorBackend, tmp_path: Path
+) -> None:
+    other: VectorBackend = "qdrant" if backend == "faiss" else "faiss"
+    index = opener()
+    store(index, "https://a.example/p", "alpha\nbeta\ngamma")
+    index.flush()
+    index.close()
+    switched = opener(vector_backend=other)
+    assert switched.vector_count == 3
+    assert switched.search(query("gamma"), k=1)[0].text == "gamma"
+    assert switched.flush().vector_backend == other
+    assert manifest_of(tmp_path)["vector_backend"] == other
+    assert switched.check_integrity() == []
+
+
+@pytest.mark.parametrize("backend", ["qdrant"])  # only embedded Qdrant locks its folder
+def test_embedded_qdrant_held_by_another_client_is_a_clear_error(opener: Opener) -> None:
+    writer = opener()
+    store(writer, "https://a.example/p", "alpha")
+    writer.flush()
+    with pytest.raises(VectorStoreBusyError, match="Qdrant server"):
+        opener(read_only=True)

@@ -244,19 +244,37 @@ class IngestPipeline:
 
     def _prepare(self, fetched: FetchedPage) -> _Prepared | _Duplicate | None:
         """Extract and chunk one page; None when its stored copy is identical."""
+        extracted: ExtractedPage = extract(fetched.html, self._url_map.public(fetched.url))
+        return self._decide_page(
+            fetched,
+            extracted,
+            passages=lambda: chunk(extracted.text, extracted.headings, self._sizes),
+            fingerprint=lambda: simhash(extracted.text),
+        )
+
+    def _decide_page(
+        self,
+        fetched: FetchedPage,
+        extracted: ExtractedPage,
+        *,
+        passages: Callable[[], Sequence[PassageRecord]],
+        fingerprint: Callable[[], int | None],
+    ) -> _Prepared | _Duplicate | None:
+        """What to do with an extracted page: nothing (stored unchanged), record a duplicate, or store
+        it. ``passages`` and ``fingerprint`` are only computed when needed (an engine that computed
+        them elsewhere passes them back)."""
         public_url = self._url_map.public(fetched.url)
-        extracted: ExtractedPage = extract(fetched.html, public_url)
         stored = self._index.page_version(public_url)
         if stored == (extracted.content_hash, self._sizes.signature):
             return None
-        fingerprint = simhash(extracted.text)
-        duplicate = self._duplicate_of(public_url, extracted.content_hash, fingerprint)
+        page_fingerprint = fingerprint()
+        duplicate = self._duplicate_of(public_url, extracted.content_hash, page_fingerprint)
         if duplicate is not None:
             return duplicate
         self._run_hashes.setdefault(extracted.content_hash, public_url)
-        if fingerprint is not None:
-            self._run_simhashes.append((fingerprint, public_url))
-        passages = chunk(extracted.text, extracted.headings, self._sizes)
+        if page_fingerprint is not None:
+            self._run_simhashes.append((page_fingerprint, public_url))
+        page_passages = list(passages())
         headers = fetched.headers
         page = PageRecord(
             url=public_url,
@@ -274,10 +292,10 @@ class IngestPipeline:
             etag=headers.get("etag"),
             last_modified=headers.get("last-modified"),
             license=extracted.license,
-            simhash=fingerprint,
+            simhash=page_fingerprint,
         )
-        texts = [embedding_text(page.title, p.heading, p.text) for p in passages]
-        return _Prepared(page, passages, texts, replaces=stored is not None, source_url=fetched.url)
+        texts = [embedding_text(page.title, p.heading, p.text) for p in page_passages]
+        return _Prepared(page, page_passages, texts, replaces=stored is not None, source_url=fetched.url)
 
     def _embed_and_store(self, batch: list[_Prepared], summary: IngestSummary, *, flush: bool) -> list[_Prepared]:
         """Embed and store one batch (then persist the index when ``flush``); runs in a worker thread."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from indexes import Embedder, PageRecord, PassageIndex, PassageRecord
+from indexes import Embedder, PassageIndex, PassageRecord
 from ingest._exceptions import ExtractionError, IngestError
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
 from ingest.dedup import simhash
 from ingest.extract import ExtractedPage, extract
-from ingest.fetch import Crawler, CrawlItem, CrawlLimits, FetchedPage, FetchFailure, NotModified, make_client
+from ingest.fetch import CrawlItem, FetchedPage, FetchFailure, NotModified
 from ingest.journal import CrawlJournal
 from ingest.pipeline import (
     IngestPipeline,
@@ -41,14 +41,8 @@ from ingest.pipeline import (
     UrlMap,
     _Duplicate,
     _Prepared,
-    chain,
-    embedding_text,
-    iterate,
 )
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
-from ingest.runner import IngestInputs, _listed_urls
-from ingest.safety import AddressPolicy
-from ingest.sources import WarcRecorder, directory_pages, warc_pages
+from ingest.runner import IngestInputs, run_ingest
 
 EmbedderFactory = Callable[[], Embedder]
 """Builds the embedder inside each actor; it must pickle (a module-level function or a partial)."""
@@ -132,38 +126,9 @@ class RayIngestPipeline(IngestPipeline):
 
     def _decide(self, fetched: FetchedPage, result: _Extracted) -> _Prepared | _Duplicate | None:
         """The driver's half of :meth:`IngestPipeline._prepare`, which needs the index."""
-        public_url = self._url_map.public(fetched.url)
-        extracted, fingerprint = result.page, result.fingerprint
-        stored = self._index.page_version(public_url)
-        if stored == (extracted.content_hash, self._sizes.signature):
-            return None
-        duplicate = self._duplicate_of(public_url, extracted.content_hash, fingerprint)
-        if duplicate is not None:
-            return duplicate
-        self._run_hashes.setdefault(extracted.content_hash, public_url)
-        if fingerprint is not None:
-            self._run_simhashes.append((fingerprint, public_url))
-        headers = fetched.headers
-        page = PageRecord(
-            url=public_url,
-            title=extracted.title,
-            text=extracted.text,
-            fetched_url=fetched.final_url,
-            author=extracted.author,
-            date=extracted.date,
-            sitename=extracted.sitename,
-            language=extracted.language,
-            content_hash=extracted.content_hash,
-            chunking=self._sizes.signature,
-            fetched_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            status=fetched.status,
-            etag=headers.get("etag"),
-            last_modified=headers.get("last-modified"),
-            license=extracted.license,
-            simhash=fingerprint,
+        return self._decide_page(
+            fetched, result.page, passages=lambda: result.passages, fingerprint=lambda: result.fingerprint
         )
-        texts = [embedding_text(page.title, p.heading, p.text) for p in result.passages]
-        return _Prepared(page, result.passages, texts, replaces=stored is not None, source_url=fetched.url)
 
     def _embed_remote(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` on the actor pool; rows come back in input order."""
@@ -322,96 +287,29 @@ async def run_ray_ingest(
 ) -> IngestSummary:
     """:func:`ingest.run_ingest` on Ray: same inputs, same index. Joins (or starts) Ray when it is
     not initialised yet, and shuts down only a Ray it started."""
-    ray_options = ray_options or RayOptions()
+    options = ray_options or RayOptions()
     ray = import_ray()
-    started_ray = connect(ray_options)
-    embedder = embedder_factory()  # the driver needs its name and dimension to open the index
-    inputs = inputs or IngestInputs(seeds=tuple(seeds))
-    index = PassageIndex.create_or_open(
-        settings.data_dir,
-        index_name or settings.index,
-        embedding_model=embedder.model_name,
-        dimension=embedder.dimension,
-    )
-    budget = max_pages or settings.max_pages
-    sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
-    policy = AddressPolicy.from_strings(settings.allow_hosts)
-    journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
-    recorder = WarcRecorder(record_warc).__enter__() if record_warc is not None else None
+    started_ray = connect(options)
 
-    def tap(item: CrawlItem) -> None:
-        if recorder is not None and isinstance(item, FetchedPage):
-            recorder.record(item)
+    def make_pipeline(index: PassageIndex, embedder: Embedder, **kwargs: Any) -> IngestPipeline:
+        return RayIngestPipeline(index, embedder, embedder_factory, options=options, **kwargs)
 
     try:
-        async with make_client(
-            user_agent=settings.user_agent,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_redirects=settings.max_redirects,
-            concurrency=settings.concurrency,
-            policy=policy,
-        ) as client:
-            robots = RobotsCache(client, settings.user_agent) if settings.respect_robots else None
-            pipeline = RayIngestPipeline(
-                index,
-                embedder,
-                embedder_factory,
-                options=ray_options,
-                sizes=sizes,
-                url_map=url_map,
-                embed_batch_size=settings.embed_batch_size,
-                embed_batch_passages=settings.embed_batch_passages,
-                keep_gone=keep_gone,
-            )
-            listed, listing_failures = await _listed_urls(client, robots, inputs, budget)
-            crawler = Crawler(
-                client,
-                CrawlLimits(
-                    max_pages=budget,
-                    max_depth=max_depth,
-                    concurrency=settings.concurrency,
-                    per_host_delay=settings.per_host_delay,
-                    max_page_bytes=settings.max_page_bytes,
-                    total_timeout=settings.total_timeout,
-                    max_retries=settings.max_retries,
-                ),
-                scope=inputs.scope,
-                robots=robots,
-                tdm=TdmRepCache(client),
-                pacer=HostPacer(min_interval=settings.per_host_delay, robots=robots),
-                policy=policy,
-                validators=pipeline.validators if settings.conditional_get else None,
-                link_store=journal,
-            )
-            summary = IngestSummary(index=index.name, seeds=[*inputs.seeds, *inputs.sitemaps, *inputs.feeds])
-            offline: list[AsyncIterator[CrawlItem]] = []
-            if inputs.directory is not None:
-                offline.append(iterate(directory_pages(inputs.directory, inputs.base_url, max_pages=budget)))
-            offline.extend(iterate(warc_pages(path, max_pages=budget)) for path in inputs.warcs)
-            if offline:
-                await pipeline.ingest(chain(iterate(listing_failures), *offline), summary=summary, progress=progress)
-                listing_failures = []
-            if inputs.seeds or listed:
-                await pipeline.run(
-                    crawler,
-                    inputs.seeds,
-                    listed=listed,
-                    summary=summary,
-                    before=iterate(listing_failures),
-                    budget=budget,
-                    progress=progress,
-                    journal=journal,
-                    tap=tap,
-                )
-            elif listing_failures:
-                await pipeline.ingest(iterate(listing_failures), summary=summary, progress=progress)
-            return summary
+        return await run_ingest(
+            seeds,
+            settings=settings,
+            embedder=embedder_factory(),  # the driver needs its name and dimension to open the index
+            inputs=inputs,
+            index_name=index_name,
+            max_pages=max_pages,
+            max_depth=max_depth,
+            url_map=url_map,
+            progress=progress,
+            keep_gone=keep_gone,
+            resume=resume,
+            record_warc=record_warc,
+            pipeline_factory=make_pipeline,
+        )
     finally:
-        if recorder is not None:
-            recorder.close()
-        if journal is not None:
-            journal.close()
-        index.close()
         if started_ray:
             ray.shutdown()

@@ -8,7 +8,7 @@ pacing and back-off apply to sitemaps and feeds as much as to pages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,8 +103,12 @@ async def run_ingest(
     keep_gone: bool = False,
     resume: bool = True,
     record_warc: Path | None = None,
+    pipeline_factory: Callable[..., IngestPipeline] = IngestPipeline,
 ) -> IngestSummary:
-    """Ingest ``inputs`` (or just ``seeds``) into the named index (created on first use)."""
+    """Ingest ``inputs`` (or just ``seeds``) into the named index (created on first use).
+
+    ``pipeline_factory`` builds the pipeline from the index, the embedder and the pipeline options
+    (the Ray engine passes its own); the crawl around it is the same for every engine."""
     inputs = inputs or IngestInputs(seeds=tuple(seeds))
     index = PassageIndex.create_or_open(
         settings.data_dir,
@@ -136,7 +140,7 @@ async def run_ingest(
         ) as client:
             robots = RobotsCache(client, settings.user_agent) if settings.respect_robots else None
             pacer = HostPacer(min_interval=settings.per_host_delay, robots=robots)
-            pipeline = IngestPipeline(
+            pipeline = pipeline_factory(
                 index,
                 embedder,
                 sizes=sizes,

@@ -182,11 +182,6 @@ def retrieved(hit: SearchHit) -> RetrievedPassage:
     return RetrievedPassage(hit.passage_id, hit.score, hit.url, hit.title, hit.heading, hit.text, hit.start, hit.end)
 
 
-def search(index: PassageIndex, embedder: Embedder, query: str, k: int) -> list[SearchHit]:
-    """Plain dense search (FAISS order), without the diversity step a :class:`Retriever` adds."""
-    return index.search(embedder.embed([query])[0], k)
-
-
 @dataclass(frozen=True, slots=True)
 class RetrievalConfig:
     """How passages are found for a question."""

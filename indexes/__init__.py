@@ -33,7 +33,7 @@ from indexes._fusion import (
     maximal_marginal_relevance,
     reciprocal_rank_fusion,
 )
-from indexes._lexical import LexicalIndex, tokenize
+from indexes._lexical import LexicalIndex, bm25_scores, tokenize
 from indexes._qdrant import QdrantVectorStore
 from indexes._settings import CitelineSettings
 from indexes._store import (
@@ -91,6 +91,7 @@ __all__ = [
     "VectorIndexSpec",
     "VectorStore",
     "Vectors",
+    "bm25_scores",
     "index_dir",
     "list_indexes",
     "load_embedder",

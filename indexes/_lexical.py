@@ -32,7 +32,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,21 @@ def _token_terms(token: str) -> tuple[str, ...]:
 
 def tokenize_many(texts: Iterable[str]) -> list[list[str]]:
     return [tokenize(t) for t in texts]
+
+
+def bm25_scores(query: str, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    """BM25 score of each text for ``query`` (0 where no token is shared), over ``texts`` alone:
+    for ranking a handful of passages that are in no index, such as a page fetched a moment ago."""
+    scores = np.zeros(len(texts), dtype=np.float32)
+    tokens = tokenize(query)
+    if not texts or not tokens:
+        return scores
+    model = _bm25s().BM25()
+    model.index(tokenize_many(texts), show_progress=False)
+    token_ids = model.get_tokens_ids(tokens)
+    if token_ids:
+        scores[:] = model.get_scores_from_ids(token_ids)
+    return scores
 
 
 @dataclass(frozen=True, slots=True)

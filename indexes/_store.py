@@ -370,6 +370,7 @@ class PassageIndex:
         self._qdrant_url = qdrant_url
         self._qdrant: VectorStore | None = None
         self._faiss: Any = None
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
         if vector_backend == "qdrant":
             self._open_qdrant()
         else:
@@ -403,6 +404,19 @@ class PassageIndex:
         index.check_embedder(embedding_model, dimension)
         if not (path / MANIFEST_FILE).exists():
             index.flush()
+        return index
+
+    @classmethod
+    def temporary(cls, name: str, *, embedding_model: str, dimension: int) -> PassageIndex:
+        """A writable FAISS index in a fresh temporary folder that :meth:`close` deletes: pages fetched
+        for one question are searched like any index and never touch the data directory."""
+        holder = tempfile.TemporaryDirectory(prefix="citeline-")
+        try:
+            index = cls.create_or_open(Path(holder.name), name, embedding_model=embedding_model, dimension=dimension)
+        except BaseException:
+            holder.cleanup()
+            raise
+        index._temporary = holder
         return index
 
     @classmethod
@@ -450,6 +464,9 @@ class PassageIndex:
             if self._qdrant is not None:
                 self._qdrant.close()  # embedded Qdrant holds a lock on its folder until closed
                 self._qdrant = None
+            if self._temporary is not None:
+                self._temporary.cleanup()
+                self._temporary = None
 
     # -- FAISS -------------------------------------------------------------------------------
 

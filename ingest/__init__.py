@@ -21,6 +21,7 @@ from ingest.fetch import (
     scope_prefix,
 )
 from ingest.journal import CrawlJournal
+from ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
 from ingest.pipeline import (
     IngestPipeline,
     IngestProgress,
@@ -29,10 +30,12 @@ from ingest.pipeline import (
     ProgressCallback,
     UrlMap,
     embedding_text,
+    page_record,
 )
 from ingest.runner import IngestInputs, run_ingest
 
 __all__ = [
+    "BlockedAddressError",
     "ChunkSizes",
     "CrawlItem",
     "CrawlJournal",
@@ -51,16 +54,20 @@ __all__ = [
     "IngestSettings",
     "IngestSummary",
     "NotModified",
+    "OnDemandFetcher",
     "OutOfScopeError",
     "PageFailure",
     "ProgressCallback",
     "TooLargeError",
     "UrlMap",
+    "Validators",
     "canonical",
     "chunk",
     "embedding_text",
     "extract",
+    "extract_page",
     "make_client",
+    "page_record",
     "run_ingest",
     "scope_prefix",
 ]

@@ -186,6 +186,31 @@ class _Duplicate:
     kind: AliasKind
 
 
+def page_record(
+    fetched: FetchedPage, extracted: ExtractedPage, *, url: str, chunking: str, simhash: int | None = None
+) -> PageRecord:
+    """A fetched page as stored: its text, metadata and provenance (status, validators, fetch time)."""
+    headers = fetched.headers
+    return PageRecord(
+        url=url,
+        title=extracted.title,
+        text=extracted.text,
+        fetched_url=fetched.final_url,
+        author=extracted.author,
+        date=extracted.date,
+        sitename=extracted.sitename,
+        language=extracted.language,
+        content_hash=extracted.content_hash,
+        chunking=chunking,
+        fetched_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        status=fetched.status,
+        etag=headers.get("etag"),
+        last_modified=headers.get("last-modified"),
+        license=extracted.license,
+        simhash=simhash,
+    )
+
+
 def embedding_text(title: str, heading: str, passage: str) -> str:
     """What the embedder reads for a passage: its page title and section give it context."""
     context = title if not heading or heading in passage else f"{title} — {heading}"
@@ -275,25 +300,7 @@ class IngestPipeline:
         if page_fingerprint is not None:
             self._run_simhashes.append((page_fingerprint, public_url))
         page_passages = list(passages())
-        headers = fetched.headers
-        page = PageRecord(
-            url=public_url,
-            title=extracted.title,
-            text=extracted.text,
-            fetched_url=fetched.final_url,
-            author=extracted.author,
-            date=extracted.date,
-            sitename=extracted.sitename,
-            language=extracted.language,
-            content_hash=extracted.content_hash,
-            chunking=self._sizes.signature,
-            fetched_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            status=fetched.status,
-            etag=headers.get("etag"),
-            last_modified=headers.get("last-modified"),
-            license=extracted.license,
-            simhash=page_fingerprint,
-        )
+        page = page_record(fetched, extracted, url=public_url, chunking=self._sizes.signature, simhash=page_fingerprint)
         texts = [embedding_text(page.title, p.heading, p.text) for p in page_passages]
         return _Prepared(page, page_passages, texts, replaces=stored is not None, source_url=fetched.url)
 

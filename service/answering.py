@@ -25,6 +25,7 @@ from service.citations import ParsedSentence, Span, best_span, content_tokens, f
 from service.generation import GenerationResult, Generator, TokenCallback
 from service.prompt import NOT_FOUND, build_messages
 from service.scope import distinctive_terms
+from service.sources import INDEXED_AT_KEY, LIVE_KEY, LiveReport, SourceSet, as_sources
 from service.verify import Evidence, Verifier, VerifierConfig, VerifierStats, score_pair
 
 Policy = Literal["strict", "flag"]
@@ -62,6 +63,13 @@ class Citation:
     http_status: int | None = None
     content_hash: str | None = None
     """sha256 of the page text the quote's offsets index into."""
+    live: str | None = None
+    """Set when the quote comes from a page fetched for this question: ``url``, ``search`` or
+    ``recheck`` (why it was fetched); ``fetched_at`` and ``content_hash`` are then of that fetch."""
+    changed_since_index: bool = False
+    """The stored copy of this page differs from the page as it is now: the quote is from the
+    current text (``indexed_at`` says when the stored copy was fetched)."""
+    indexed_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +184,11 @@ class Answer:
     cached: bool = False
     """Served from the answer cache: the same question, options and unchanged index were answered
     before (``timings`` are those of that first answer)."""
+    notices: list[str] = field(default_factory=list)
+    """Plain sentences the reader should see with the answer: a cited page changed since it was
+    indexed, a page asked for was skipped..."""
+    live: LiveReport | None = None
+    """Pages fetched, skipped and rechecked at question time (None when none was asked for)."""
 
 
 def retrieved(hit: SearchHit) -> RetrievedPassage:
@@ -225,6 +238,32 @@ class Retriever:
             return index.search(self.embedder.embed([question])[0] if vector is None else vector, k)
         return self._for(index).search(question, k, self.config.mode, mmr=self.config.mmr, vector=vector)
 
+    def search_sources(
+        self, sources: PassageIndex | SourceSet, question: str, k: int, *, vector: Vectors | None = None
+    ) -> list[SearchHit]:
+        """The ``k`` best passages over a :class:`SourceSet`: each index searched as :meth:`search`
+        does, then one ranking by cosine."""
+        if isinstance(sources, PassageIndex):
+            return self.search(sources, question, k, vector=vector)
+        if vector is None:
+            vector = self.embedder.embed([question])[0]
+        stored: list[SearchHit] = []
+        if sources.stored is not None:
+            # Hits of superseded pages are dropped after the search: ask for enough to still fill k.
+            wanted = k * 2 if sources.superseded else k
+            stored = self.search(sources.stored, question, wanted, vector=vector)
+        live: list[SearchHit] = []
+        if sources.live is not None:
+            live = self.search(sources.live, question, k, vector=vector)
+        return sources.merge(stored, live, k)
+
+    def forget(self, index: PassageIndex) -> None:
+        """Drop what is kept for an index that is closed for good (a question's live pages)."""
+        with self._lock:
+            current = self._by_path.pop(str(index.path), None)
+        if current is not None:
+            current.close()
+
 
 def is_abstention(text: str) -> bool:
     return bool(_ABSTAIN.search(text)) or text.strip().upper().startswith(NOT_FOUND)
@@ -255,11 +294,13 @@ class _CitationBook:
     """Gives one id to each distinct (passage, span) pair, in order of first use."""
 
     citations: list[Citation] = field(default_factory=list)
-    _ids: dict[tuple[int, int, int], int] = field(default_factory=dict)
+
+    _ids: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     def cite(self, hit: SearchHit, span: Span) -> int:
         start, end = hit.start + span.start, hit.start + span.end
-        key = (hit.passage_id, start, end)
+        # By page and offsets, not passage id: a stored and a live index number passages apart.
+        key = (hit.url, start, end)
         if key not in self._ids:
             self._ids[key] = len(self.citations) + 1
             self.citations.append(
@@ -280,6 +321,9 @@ class _CitationBook:
                     fetched_at=hit.metadata.get("fetched_at"),
                     http_status=_int_or_none(hit.metadata.get("status")),
                     content_hash=hit.metadata.get("content_hash"),
+                    live=hit.metadata.get(LIVE_KEY),
+                    changed_since_index=hit.metadata.get(INDEXED_AT_KEY) is not None,
+                    indexed_at=hit.metadata.get(INDEXED_AT_KEY),
                 )
             )
         return self._ids[key]
@@ -479,7 +523,7 @@ class Answerer:
     def answer(
         self,
         question: str,
-        index: PassageIndex,
+        index: PassageIndex | SourceSet,
         *,
         top_k: int | None = None,
         policy: Policy = "strict",
@@ -487,8 +531,9 @@ class Answerer:
         on_text: TokenCallback | None = None,
     ) -> Answer:
         started = time.perf_counter()
+        sources = as_sources(index)
         question_vector = self.embedder.embed([question])[0]
-        hits = self.retriever.search(index, question, top_k or self.top_k, vector=question_vector)
+        hits = self.retriever.search_sources(sources, question, top_k or self.top_k, vector=question_vector)
         retrieve_s = time.perf_counter() - started
         stats = VerifierStats()
         results: list[GenerationResult] = []
@@ -496,7 +541,7 @@ class Answerer:
         verify_s = excerpt_s = 0.0
         unknown: list[str] = []
         if hits and self.abstain_on_unknown_terms:
-            unknown = index.unmentioned(distinctive_terms(question, self.verifier.common_words))
+            unknown = sources.unmentioned(distinctive_terms(question, self.verifier.common_words))
         if hits and not unknown:
             t0 = time.perf_counter()
             shown = excerpts(question, question_vector, hits, self.embedder, self.budget)
@@ -556,7 +601,7 @@ class Answerer:
         if best is None or best[0].abstained:
             return Answer(
                 question=question,
-                index=index.name,
+                index=sources.name,
                 answer=ABSTENTION_TEXT,
                 abstained=True,
                 policy=policy,
@@ -577,11 +622,13 @@ class Answerer:
                 candidates=[s[0] for s in scored] if n > 1 else [],
                 agreement=agreement,
                 unknown_terms=unknown,
+                notices=list(sources.notices),
+                live=sources.report,
             )
         candidate, removed, dropped, urls, generator_metrics = best
         return Answer(
             question=question,
-            index=index.name,
+            index=sources.name,
             answer=candidate.answer,
             abstained=False,
             policy=policy,
@@ -601,6 +648,8 @@ class Answerer:
             removed_urls=urls,
             candidates=[s[0] for s in scored] if n > 1 else [],
             agreement=agreement,
+            notices=list(sources.notices),
+            live=sources.report,
         )
 
     def _agreement(self, candidates: Sequence[Candidate]) -> float | None:

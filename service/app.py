@@ -14,12 +14,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import httpx
 import msgspec
 import structlog
 from litestar import Litestar, Response, delete, get, post
@@ -46,6 +47,7 @@ from indexes import (
     EmbedderMismatchError,
     IndexNotFoundError,
     InvalidIndexNameError,
+    PassageIndex,
 )
 from service import metrics
 from service.answering import Answer, Answerer, RetrievedPassage, retrieved
@@ -63,14 +65,17 @@ from service.exceptions import (
 from service.gate import GenerationGate
 from service.generation import Generator
 from service.jobs import IngestJobRequest, JobManager
+from service.live import LiveOptions, LivePages, LiveRequest, LiveRequestError, UrlRefusedError
 from service.logs import request_id_middleware
 from service.registry import IndexRegistry
 from service.settings import ServiceSettings
+from service.sources import SourceSet
+from service.websearch import SearchProvider
 
 log = structlog.get_logger("citeline.service")
 
 
-class AskRequest(msgspec.Struct, forbid_unknown_fields=True):
+class AskRequest(LiveOptions, forbid_unknown_fields=True, kw_only=True):
     """A question for ``POST /v1/ask``."""
 
     question: Annotated[str, msgspec.Meta(min_length=1, description="The question, in plain language.")]
@@ -113,6 +118,7 @@ class Resources:
     gate: GenerationGate = field(default_factory=GenerationGate)
     cache: AnswerCache = field(default_factory=AnswerCache)
     jobs: JobManager | None = None
+    live: LivePages | None = None
     access: AccessControl = field(default_factory=lambda: AccessControl({}))
     loaded_at: float | None = None
 
@@ -140,6 +146,7 @@ def _load(resources: Resources) -> None:
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request
         resources.registry = registry
+        resources.live = resources.live or settings.live_pages(embedder)
         resources.answerer = settings.answerer(embedder, generator)
         resources.loaded_at = time.time()
         log.info("models loaded", seconds=round(time.perf_counter() - started, 1), indexes=registry.names())
@@ -175,6 +182,8 @@ def _problem_map() -> dict[type[Exception], Callable[[Any], ProblemDetailsExcept
         BusyError: busy,
         AccessError: refused,
         InvalidIndexNameError: problem(422, "Invalid index name"),
+        UrlRefusedError: problem(422, "URL refused"),
+        LiveRequestError: problem(422, "Invalid live-page request"),
         IndexNotFoundError: problem(404, "Unknown index"),
         EmbedderMismatchError: problem(409, "Index built with another embedder"),
         ModelNotPreparedError: problem(503, "Model not prepared"),
@@ -305,16 +314,28 @@ async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources])
     question = _question(data.question, resources)
     registry, answerer = _ready(resources)
     index = registry.get(data.index or resources.settings.index)
+    live = data.live_request(data.top_k or answerer.top_k)
     if data.stream:
         if resources.gate.busy and resources.gate.waiting >= resources.gate.max_waiting:
             raise BusyError("the generator queue is full", resources.gate.retry_after())
-        return ServerSentEvent(_ask_events(resources, answerer, question, index, data))
+        sources = await _sources(resources, answerer, question, index, live)
+        return ServerSentEvent(_ask_events(resources, answerer, question, sources, data))
+    if live is not None:
+        sources = await _sources(resources, answerer, question, index, live)
+        try:
+            answer: Answer = await _generate(
+                resources, lambda: answerer.answer(question, sources, top_k=data.top_k, policy=data.policy, n=data.n)
+            )
+        finally:
+            _close(answerer, sources)
+        _observe(answer)
+        return answer
     key = cache_key(index.name, index.generation(), question, data.top_k, data.policy, data.n)
     cached = resources.cache.get(key)
     if cached is not None:
         metrics.ANSWERS.labels("cached").inc()
         return replace(cached, cached=True)
-    answer: Answer = await _generate(
+    answer = await _generate(
         resources, lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n)
     )
     _observe(answer)
@@ -322,8 +343,36 @@ async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources])
     return answer
 
 
+def _live_pages(resources: Resources, request: LiveRequest) -> LivePages:
+    """The live fetcher, once it has checked ``request`` (422 before anything is fetched or generated)."""
+    if resources.live is None:
+        raise ProblemDetailsException(status_code=503, title="Not ready", detail="live fetching is starting")
+    resources.live.validate(request)
+    return resources.live
+
+
+async def _sources(
+    resources: Resources, answerer: Answerer, question: str, index: PassageIndex, live: LiveRequest | None
+) -> SourceSet:
+    """The stored index, with the live pages the request asks for (fetched now, within the budget)."""
+    if live is None:
+        return SourceSet(stored=index)
+    sources = await _live_pages(resources, live).gather(question, live, index, answerer.retriever.search)
+    report = sources.report
+    if report is not None:
+        metrics.STAGE_SECONDS.labels("live").observe(report.total_ms / 1000)
+        log.info("live pages", pages=len(report.pages), skipped=len(report.skipped), ms=report.total_ms)
+    return sources
+
+
+def _close(answerer: Answerer, sources: SourceSet) -> None:
+    if sources.live is not None:
+        answerer.retriever.forget(sources.live)
+    sources.close()
+
+
 async def _ask_events(
-    resources: Resources, answerer: Answerer, question: str, index: Any, data: AskRequest
+    resources: Resources, answerer: Answerer, question: str, sources: SourceSet, data: AskRequest
 ) -> AsyncIterator[ServerSentEventMessage]:
     """``retrieval``, ``draft`` tokens, then the verified ``answer``; a client that goes away stops
     the generation at its next token."""
@@ -335,16 +384,23 @@ async def _ask_events(
         loop.call_soon_threadsafe(tokens.put_nowait, piece)
         return gone.is_set()
 
-    hits = await asyncio.to_thread(answerer.retriever.search, index, question, data.top_k or answerer.top_k)
-    retrieval = [msgspec.to_builtins(retrieved(h)) for h in hits]
-    yield ServerSentEventMessage(event="retrieval", data=json.dumps(retrieval))
-    work = asyncio.ensure_future(
-        _generate(
-            resources,
-            lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n, on_text=on_text),
-        )
-    )
+    work: asyncio.Future[Any] | None = None
     try:
+        hits = await asyncio.to_thread(
+            answerer.retriever.search_sources, sources, question, data.top_k or answerer.top_k
+        )
+        if sources.report is not None:
+            yield ServerSentEventMessage(event="live", data=msgspec.json.encode(sources.report).decode())
+        retrieval = [msgspec.to_builtins(retrieved(h)) for h in hits]
+        yield ServerSentEventMessage(event="retrieval", data=json.dumps(retrieval))
+        work = asyncio.ensure_future(
+            _generate(
+                resources,
+                lambda: answerer.answer(
+                    question, sources, top_k=data.top_k, policy=data.policy, n=data.n, on_text=on_text
+                ),
+            )
+        )
         while not work.done() or not tokens.empty():
             getter = asyncio.ensure_future(tokens.get())
             done, _ = await asyncio.wait({getter, work}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
@@ -359,8 +415,9 @@ async def _ask_events(
         yield ServerSentEventMessage(event="answer", data=msgspec.json.encode(answer).decode())
     finally:
         gone.set()  # the client left (or all is sent): the generator stops at its next token
-        if not work.done():
+        if work is not None and not work.done():
             await asyncio.wait({work})
+        _close(answerer, sources)
 
 
 @post("/v1/chat/completions", summary="OpenAI-compatible chat: verified answers, citations as url_citation annotations",
@@ -377,24 +434,37 @@ async def chat_completions(
     index = registry.get(data.index or resources.settings.index)
     model = f"citeline/{answerer.generator.model_name}"
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
+    live = data.live_request(data.top_k or answerer.top_k)
+    if live is not None:
+        _live_pages(resources, live)
 
-    def work() -> tuple[str, Answer]:
-        standalone = standalone_question(answerer.generator, question, history)
-        return standalone, answerer.answer(standalone, index, top_k=data.top_k, policy=data.policy)
+    async def work() -> tuple[str, Answer]:
+        standalone = question
+        if any(role == "user" for role, _ in history):
+            standalone = await _generate(resources, lambda: standalone_question(answerer.generator, question, history))
+        # Live pages are fetched for the standalone question: a follow-up alone says too little.
+        sources = await _sources(resources, answerer, standalone, index, live)
+        try:
+            answer: Answer = await _generate(
+                resources, lambda: answerer.answer(standalone, sources, top_k=data.top_k, policy=data.policy)
+            )
+        finally:
+            _close(answerer, sources)
+        return standalone, answer
 
     if data.stream:
-        return ServerSentEvent(_chat_events(resources, work, model, request_id))
-    standalone, answer = await _generate(resources, work)
+        return ServerSentEvent(_chat_events(work, model, request_id))
+    standalone, answer = await work()
     _observe(answer)
     return Response(completion(answer, model=model, standalone=standalone, request_id=request_id))
 
 
 async def _chat_events(
-    resources: Resources, work: Callable[[], tuple[str, Answer]], model: str, request_id: str
+    work: Callable[[], Awaitable[tuple[str, Answer]]], model: str, request_id: str
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Keep-alive comments while the answer is written and verified, then the verified answer as
     chunks (only verified text is ever shown), ending with ``data: [DONE]``."""
-    task = asyncio.ensure_future(_generate(resources, work))
+    task = asyncio.ensure_future(work())
     try:
         while not task.done():
             done, _ = await asyncio.wait({task}, timeout=10)
@@ -496,8 +566,11 @@ def create_app(
     embedder: Embedder | None = None,
     generator: Generator | None = None,
     job_command: list[str] | None = None,
+    live_transport: httpx.AsyncBaseTransport | None = None,
+    search: SearchProvider | None = None,
 ) -> Litestar:
-    """Build the app. With ``embedder`` and ``generator`` given, nothing is loaded from disk."""
+    """Build the app. With ``embedder`` and ``generator`` given, nothing is loaded from disk;
+    ``live_transport`` and ``search`` stand in for the network of live pages (tests)."""
     settings = settings or ServiceSettings()
     resources = Resources(
         settings=settings,
@@ -514,6 +587,13 @@ def create_app(
             qdrant_url=settings.qdrant_url,
         )
         resources.answerer = settings.answerer(embedder, generator)
+    if embedder is not None or live_transport is not None or search is not None:
+        live_embedder = embedder
+        if live_embedder is None:
+            from indexes import load_embedder
+
+            live_embedder = load_embedder(settings)
+        resources.live = settings.live_pages(live_embedder, transport=live_transport, search=search)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -530,6 +610,8 @@ def create_app(
         finally:
             if resources.registry is not None:
                 resources.registry.close()
+            if resources.live is not None:
+                await resources.live.aclose()
 
     prometheus = PrometheusConfig(app_name="citeline", prefix="citeline", exclude=["/metrics", "/healthz"])
 

@@ -24,6 +24,7 @@ import msgspec
 
 from service.answering import Answer
 from service.generation import ChatMessage, Generator
+from service.live import LiveOptions
 
 
 class ChatTurn(msgspec.Struct):
@@ -36,8 +37,9 @@ class ChatTurn(msgspec.Struct):
         return self.content or ""
 
 
-class ChatRequest(msgspec.Struct):
-    """The OpenAI chat request; fields citeline has no use for (``top_p``, ``user``...) are ignored."""
+class ChatRequest(LiveOptions, kw_only=True):
+    """The OpenAI chat request; fields citeline has no use for (``top_p``, ``user``...) are ignored.
+    citeline's live-page options (``urls``, ``sources``, ``search``, ``recheck``) are extensions."""
 
     messages: Annotated[list[ChatTurn], msgspec.Meta(min_length=1)]
     model: str | None = None
@@ -84,9 +86,12 @@ def standalone_question(generator: Generator, question: str, history: Sequence[t
 
 
 def annotated_content(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
-    """The answer text with ``[n]`` markers, and one url_citation per cited sentence and source."""
+    """The answer text with ``[n]`` markers, and one url_citation per cited sentence and source.
+    The answer's notices (a cited page changed since indexing...) follow as a last paragraph, as a
+    chat UI shows only the content."""
+    notes = "".join(f"\n\nNote: {notice}" for notice in answer.notices)
     if answer.abstained:
-        return answer.answer, []
+        return answer.answer + notes, []
     by_id = {c.id: c for c in answer.citations}
     parts: list[str] = []
     annotations: list[dict[str, Any]] = []
@@ -111,7 +116,7 @@ def annotated_content(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
                     },
                 }
             )
-    return " ".join(parts), annotations
+    return " ".join(parts) + notes, annotations
 
 
 def completion(answer: Answer, *, model: str, standalone: str, request_id: str | None = None) -> dict[str, Any]:

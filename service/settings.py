@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import httpx
 from pydantic import Field, SecretStr
 
 from indexes import Embedder, RetrievalMode
-from ingest import IngestSettings
+from ingest import ChunkSizes, IngestSettings, OnDemandFetcher
 from service.answering import Answerer, RetrievalConfig
 from service.budget import BudgetConfig
 from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
+from service.live import LiveConfig, LivePages
+from service.websearch import SearchProvider, SearxngSearch
 
 
 class ServiceSettings(IngestSettings):
@@ -67,6 +70,26 @@ class ServiceSettings(IngestSettings):
     mmr_lambda: float = 0.7
     """MMR's weight on relevance against novelty."""
 
+    live_budget_s: float = Field(default=8.0, gt=0)
+    """Seconds a question may spend fetching live pages (``urls``, ``search``, ``recheck``); pages
+    not fetched by then are listed as skipped. The crawler's SSRF allow-list (``allow_hosts``),
+    robots.txt, opt-outs, size cap and user agent apply to live pages as to ingest."""
+    live_max_urls: int = Field(default=10, ge=1, le=10)
+    """Live pages per question (named and found by search together)."""
+    live_passages_per_page: int = Field(default=12, ge=1)
+    """Passages of a live page embedded for a question, the best by BM25 (bounds embedding time)."""
+    live_cache_ttl_s: float = Field(default=300.0, ge=0)
+    """Seconds a fetched live page is reused by follow-up questions (0: never)."""
+    live_cache_pages: int = Field(default=128, ge=0)
+    """Live pages kept in that cache at most."""
+    live_per_host_delay: float = Field(default=0.2, ge=0)
+    """Seconds between two live requests to one host (a larger robots.txt Crawl-delay wins)."""
+    search_url: str | None = None
+    """A SearxNG instance (``http://127.0.0.1:8888``) whose JSON API serves ``search: true``; none
+    by default (requests asking for a search get 422). The compose profile ``search`` runs one."""
+    search_results: int = Field(default=3, ge=1, le=10)
+    """Top search results fetched per question."""
+
     def answerer(self, embedder: Embedder, generator: Generator) -> Answerer:
         """The answering core these settings describe."""
         return Answerer(
@@ -80,6 +103,32 @@ class ServiceSettings(IngestSettings):
 
     def retrieval_config(self) -> RetrievalConfig:
         return RetrievalConfig(mode=self.retrieval, mmr=self.mmr, mmr_lambda=self.mmr_lambda)
+
+    def live_pages(
+        self,
+        embedder: Embedder,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        search: SearchProvider | None = None,
+    ) -> LivePages:
+        """Question-time fetching as configured (``transport`` and ``search`` replace the network in tests)."""
+        config = LiveConfig(
+            budget_s=self.live_budget_s,
+            max_urls=self.live_max_urls,
+            passages_per_page=self.live_passages_per_page,
+            cache_ttl_s=self.live_cache_ttl_s,
+            cache_pages=self.live_cache_pages,
+            search_results=self.search_results,
+        )
+        fetcher = OnDemandFetcher(
+            self, timeout_s=max(self.live_budget_s, 30.0), per_host_delay=self.live_per_host_delay, transport=transport
+        )
+        if search is None and self.search_url:
+            search = SearxngSearch(self.search_url, timeout_s=self.live_budget_s)
+        sizes = ChunkSizes(self.passage_words, self.passage_max_words, self.passage_min_words)
+        return LivePages(
+            fetcher, embedder, config=config, sizes=sizes, search=search, embed_batch_size=self.embed_batch_size
+        )
 
     def budget(self) -> BudgetConfig:
         return BudgetConfig(max_chars=self.prompt_source_chars)

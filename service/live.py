@@ -1,0 +1,584 @@
+"""Live pages: check an answer against pages as they are now, fetched at question time.
+
+A question may name pages (``urls``), ask for a web search (``search``), or ask that the stored
+pages behind its retrieved passages be revalidated (``recheck``). :class:`LivePages` fetches them
+all at once through ingest's :class:`~ingest.OnDemandFetcher` (SSRF guard, robots.txt, opt-outs,
+size caps, timeouts), within one time budget: a page not fetched and extracted by then is listed
+as skipped and never waited for. The pages are chunked as ingest chunks them; the passages most
+related to the question by BM25 (at most ``passages_per_page`` per page, which bounds the
+embedding time) are embedded into a temporary index, and the answer searches it alone or ranked
+together with the stored index (a :class:`~service.sources.SourceSet`).
+
+A rechecked page is fetched with a conditional GET from the stored validators. When its text
+changed, the current text replaces the stored one for this answer (the stored passages of the
+page are superseded) and the answer's notices say so; a page now gone is not quoted at all.
+
+Fetched pages stay in a small cache for ``cache_ttl_s`` seconds, with the vectors of the passages
+already embedded, so a follow-up question neither refetches nor re-embeds them; after that a
+cached page's validators make the next fetch a conditional GET.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import msgspec
+import numpy as np
+
+from indexes import Embedder, PageRecord, PassageIndex, PassageRecord, SearchHit, bm25_scores
+from ingest import (
+    BlockedAddressError,
+    ChunkSizes,
+    ExtractionError,
+    FetchedPage,
+    FetchError,
+    OnDemandFetcher,
+    Validators,
+    embedding_text,
+    extract_page,
+)
+from service.exceptions import CiteLineServiceError
+from service.sources import (
+    INDEXED_AT_KEY,
+    LIVE_KEY,
+    LiveOrigin,
+    LivePageReport,
+    LiveReport,
+    RecheckReport,
+    SearchReport,
+    SearchResultReport,
+    SkippedPage,
+    SourceMode,
+    SourceSet,
+)
+from service.websearch import SearchError, SearchProvider, search_query
+
+Retrieve = Callable[[PassageIndex, str, int], list[SearchHit]]
+"""Searches the stored index as the answer will (to know which pages to recheck)."""
+
+
+class LiveRequestError(CiteLineServiceError):
+    """The request's live-page options cannot be served as asked (422)."""
+
+
+class UrlRefusedError(LiveRequestError):
+    """A URL of the request is one the SSRF rules refuse: nothing of the request was fetched."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """How question-time fetching behaves."""
+
+    budget_s: float = 8.0
+    """Seconds from the request to the last page fetched and extracted (search included); pages
+    not ready by then are skipped."""
+    max_urls: int = 10
+    """Pages fetched for one question, named and found by search together (rechecks aside)."""
+    passages_per_page: int = 12
+    """Passages of one live page embedded per question, the best by BM25 against it (embedding
+    is the slow part: ~30 passages/s on 2 cores)."""
+    cache_ttl_s: float = 300.0
+    """Seconds a fetched page is reused without asking its server again (0: no cache)."""
+    cache_pages: int = 128
+    """Pages the cache holds at most (least recently used go first)."""
+    search_results: int = 3
+    """Top web-search results fetched when a question asks for a search."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRequest:
+    """The live options of one question."""
+
+    sources: SourceMode
+    urls: tuple[str, ...] = ()
+    search: bool = False
+    recheck: bool = False
+    top_k: int = 4
+    """Passages the answer retrieves: the pages behind that many stored hits are rechecked."""
+    budget_s: float | None = None
+    """This question's budget (default: the configured one)."""
+
+
+class LiveOptions(msgspec.Struct, kw_only=True):
+    """Request fields that bring live pages into an answer (``/v1/ask`` and chat)."""
+
+    urls: Annotated[
+        list[str],
+        msgspec.Meta(
+            max_length=10,
+            description="Pages to fetch now and answer from (robots.txt, opt-outs and SSRF rules apply).",
+        ),
+    ] = msgspec.field(default_factory=list)
+    sources: Annotated[
+        Literal["index", "live", "both"] | None,
+        msgspec.Meta(
+            description="index: the stored index; live: only pages fetched now; both: one ranking over the"
+            " two. Default: both when urls or search are given, else index."
+        ),
+    ] = None
+    search: Annotated[
+        bool, msgspec.Meta(description="Search the web (the configured SearxNG) and fetch the top results.")
+    ] = False
+    recheck: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Revalidate the stored pages behind the retrieved passages (conditional GET); a page"
+            " that changed is answered from and cited as it is now, and the answer says so."
+        ),
+    ] = False
+    budget_s: (
+        Annotated[float, msgspec.Meta(gt=0, le=30, description="Seconds allowed for fetching (default: the server's).")]
+        | None
+    ) = None
+
+    def live_request(self, top_k: int) -> LiveRequest | None:
+        """The live options, or None when the question uses the stored index alone."""
+        if not (self.urls or self.search or self.recheck or self.sources not in (None, "index")):
+            return None
+        sources: SourceMode = self.sources or ("both" if self.urls or self.search else "index")
+        return LiveRequest(sources, tuple(self.urls), self.search, self.recheck, top_k, self.budget_s)
+
+
+@dataclass(slots=True)
+class LivePage:
+    """A fetched page, extracted and chunked; vectors are added as questions select passages."""
+
+    record: PageRecord
+    passages: list[PassageRecord]
+    embed_texts: list[str]
+    fetch_ms: float
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    checked_at: float = 0.0
+    """Monotonic time of the last fetch or revalidation."""
+
+
+class LivePageCache:
+    """Recently fetched pages by the URL they were fetched from; thread-safe, LRU-bounded."""
+
+    def __init__(self, ttl_s: float, max_pages: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s = ttl_s
+        self.max_pages = max_pages
+        self._clock = clock
+        self._pages: OrderedDict[str, LivePage] = OrderedDict()
+        self._unchanged: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _fresh(self, checked_at: float) -> bool:
+        return self._clock() - checked_at < self.ttl_s
+
+    def get(self, key: str, *, fresh: bool = True) -> LivePage | None:
+        """The cached page (only if checked within the TTL when ``fresh``)."""
+        with self._lock:
+            page = self._pages.get(key)
+            if page is None or (fresh and not self._fresh(page.checked_at)):
+                return None
+            self._pages.move_to_end(key)
+            return page
+
+    def put(self, key: str, page: LivePage) -> None:
+        if self.max_pages <= 0 or self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._pages[key] = page
+            self._pages.move_to_end(key)
+            while len(self._pages) > self.max_pages:
+                self._pages.popitem(last=False)
+
+    def revalidated(self, key: str) -> None:
+        """The server said 304: the cached page is current again."""
+        with self._lock:
+            page = self._pages.get(key)
+            if page is not None:
+                page.checked_at = self._clock()
+
+    def note_unchanged(self, key: str, content_hash: str) -> None:
+        """A stored page answered 304 to its validators: no need to ask again within the TTL."""
+        if self.max_pages <= 0 or self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._unchanged[(key, content_hash)] = self._clock()
+            while len(self._unchanged) > self.max_pages:
+                self._unchanged.popitem(last=False)
+
+    def unchanged_recently(self, key: str, content_hash: str) -> bool:
+        with self._lock:
+            at = self._unchanged.get((key, content_hash))
+            return at is not None and self._fresh(at)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    url: str
+    """Where to fetch from (canonical)."""
+    origin: LiveOrigin
+    stored: PageRecord | None = None
+    """The stored copy, for a recheck: its URL is what citations keep linking to."""
+
+    @property
+    def cache_key(self) -> str:
+        return self.url if self.stored is None else f"{self.url} as {self.stored.url}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Got:
+    page: LivePage
+    cached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Unchanged:
+    status: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    kind: str
+    reason: str
+    status: int | None = None
+
+
+_Outcome = _Got | _Unchanged | _Failed
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _recheck_result(stored: PageRecord, outcome: _Outcome) -> RecheckReport:
+    """What revalidating a stored page found, with the sentence the reader is told."""
+    url, indexed_at, indexed_hash = stored.url, stored.fetched_at, stored.content_hash
+    unchanged = f"{url} is unchanged since it was indexed."
+    if isinstance(outcome, _Unchanged):
+        checked_at = _now() if outcome.status else None
+        return RecheckReport(url, "unchanged", indexed_at, indexed_hash, None, outcome.status, checked_at, unchanged)
+    if isinstance(outcome, _Got):
+        record = outcome.page.record
+        current = (record.content_hash, record.status, record.fetched_at)
+        if record.content_hash == indexed_hash:
+            return RecheckReport(url, "unchanged", indexed_at, indexed_hash, *current, unchanged)
+        note = (
+            f"{url} changed since it was indexed ({indexed_at}): this answer uses and cites the page"
+            f" as fetched at {record.fetched_at}."
+        )
+        return RecheckReport(url, "changed", indexed_at, indexed_hash, *current, note)
+    if outcome.kind == "gone":
+        note = f"{url} is gone ({outcome.reason}) since it was indexed: its passages were not used."
+        return RecheckReport(url, "gone", indexed_at, indexed_hash, None, outcome.status, _now(), note)
+    note = f"{url} could not be rechecked ({outcome.reason}): its text as indexed ({indexed_at}) was used."
+    return RecheckReport(url, "failed", indexed_at, indexed_hash, None, outcome.status, None, note)
+
+
+def select_passages(question: str, pages: Sequence[LivePage], per_page: int) -> list[list[int]]:
+    """Per page, the positions of its ``per_page`` passages most related to the question by BM25
+    (scored over all the pages' passages together), in page order; a page's first passages when
+    none shares a word with the question."""
+    texts = [t for page in pages for t in page.embed_texts]
+    scores = bm25_scores(question, texts)
+    chosen: list[list[int]] = []
+    offset = 0
+    for page in pages:
+        count = len(page.passages)
+        own = scores[offset : offset + count]
+        offset += count
+        if count <= per_page:
+            chosen.append(list(range(count)))
+            continue
+        order = sorted(range(count), key=lambda i: (-float(own[i]), i))
+        chosen.append(sorted(order[:per_page]))
+    return chosen
+
+
+class LivePages:
+    """Fetches, caches and indexes the live pages of questions (one instance per service)."""
+
+    def __init__(
+        self,
+        fetcher: OnDemandFetcher,
+        embedder: Embedder,
+        *,
+        config: LiveConfig | None = None,
+        sizes: ChunkSizes | None = None,
+        search: SearchProvider | None = None,
+        embed_batch_size: int = 32,
+    ) -> None:
+        self.fetcher = fetcher
+        self.embedder = embedder
+        self.config = config or LiveConfig()
+        self.sizes = sizes or ChunkSizes()
+        self.search_provider = search
+        self.cache = LivePageCache(self.config.cache_ttl_s, self.config.cache_pages)
+        self._batch_size = embed_batch_size
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
+
+    # -- checking the request ------------------------------------------------------------------
+
+    def _requested(self, urls: Sequence[str]) -> list[str]:
+        if len(urls) > self.config.max_urls:
+            raise LiveRequestError(f"{len(urls)} URLs; at most {self.config.max_urls} are fetched per question")
+        checked: list[str] = []
+        for url in urls:
+            try:
+                checked.append(self.fetcher.check(url))
+            except BlockedAddressError as exc:
+                raise UrlRefusedError(f"{url} is refused, nothing was fetched: {exc.reason}") from exc
+        return list(dict.fromkeys(checked))
+
+    def validate(self, request: LiveRequest) -> list[str]:
+        """The request's URLs, checked and canonical; :class:`LiveRequestError` when the options
+        cannot be served. Runs before anything is fetched."""
+        if request.search and self.search_provider is None:
+            raise LiveRequestError("web search is not configured on this server (set CITELINE_SEARCH_URL)")
+        wants_live = bool(request.urls) or request.search
+        if request.sources == "index" and wants_live:
+            raise LiveRequestError("urls and search fetch live pages: use sources 'live' or 'both'")
+        if request.sources != "index" and not wants_live:
+            raise LiveRequestError(f"sources {request.sources!r} needs urls or search: true")
+        if request.recheck and request.sources == "live":
+            raise LiveRequestError("recheck revalidates the stored pages an answer uses: use sources 'index' or 'both'")
+        return self._requested(request.urls)
+
+    # -- gathering -------------------------------------------------------------------------------
+
+    async def gather(
+        self, question: str, request: LiveRequest, stored: PassageIndex | None, retrieve: Retrieve
+    ) -> SourceSet:
+        """Fetch what ``request`` asks for and return the sources to answer from (close them after)."""
+        started = time.monotonic()
+        budget = request.budget_s or self.config.budget_s
+        deadline = started + budget
+        urls = self.validate(request)
+        targets = [_Target(url, "url") for url in urls]
+        skipped: list[SkippedPage] = []
+        search_report: SearchReport | None = None
+        if request.search:
+            search_report = await self._search(question, deadline, targets, skipped)
+        if request.recheck and stored is not None:
+            targets.extend(await self._recheck_targets(question, request, stored, retrieve, targets))
+        outcomes = await self._fetch_all(targets, deadline, budget)
+        fetch_ms = (time.monotonic() - started) * 1000
+
+        live: list[tuple[LivePage, LiveOrigin, _Got]] = []
+        rechecked: list[RecheckReport] = []
+        superseded: set[str] = set()
+        metadata: dict[str, dict[str, str]] = {}
+        notices: list[str] = []
+        for target, outcome in zip(targets, outcomes, strict=True):
+            if target.stored is not None:
+                recheck = _recheck_result(target.stored, outcome)
+                rechecked.append(recheck)
+                if recheck.outcome == "changed" and isinstance(outcome, _Got):
+                    live.append((outcome.page, "recheck", outcome))
+                    metadata[target.stored.url] = {LIVE_KEY: "recheck", INDEXED_AT_KEY: target.stored.fetched_at}
+                if recheck.outcome in ("changed", "gone"):
+                    superseded.add(target.stored.url)
+                if recheck.outcome != "unchanged":
+                    notices.append(recheck.note)
+            elif isinstance(outcome, _Got):
+                url = outcome.page.record.url
+                if url not in metadata:
+                    live.append((outcome.page, target.origin, outcome))
+                    metadata[url] = {LIVE_KEY: target.origin}
+                    superseded.add(url)  # the stored copy, if any, is older than this one
+            else:
+                failed = outcome if isinstance(outcome, _Failed) else _Failed("error", "not modified, nothing cached")
+                skipped.append(SkippedPage(target.url, failed.kind, failed.reason, failed.status))
+                notices.append(f"Not used: {target.url} ({failed.reason}).")
+
+        embed_started = time.monotonic()
+        pages = [page for page, _, _ in live]
+        chosen = select_passages(question, pages, self.config.passages_per_page)
+        await asyncio.to_thread(self._embed, pages, chosen)
+        live_index = await asyncio.to_thread(self._index, pages, chosen) if pages else None
+        embed_ms = (time.monotonic() - embed_started) * 1000
+
+        page_reports = [
+            LivePageReport(
+                url=page.record.url,
+                title=page.record.title,
+                origin=origin,
+                status=page.record.status or 200,
+                fetched_at=page.record.fetched_at,
+                content_hash=page.record.content_hash,
+                cached=got.cached,
+                fetch_ms=0.0 if got.cached else round(page.fetch_ms, 1),
+                passages=len(positions),
+            )
+            for (page, origin, got), positions in zip(live, chosen, strict=True)
+        ]
+        report = LiveReport(
+            sources=request.sources,
+            budget_s=budget,
+            pages=page_reports,
+            skipped=skipped,
+            rechecked=rechecked,
+            search=search_report,
+            fetch_ms=round(fetch_ms, 1),
+            embed_ms=round(embed_ms, 1),
+            total_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+        return SourceSet(
+            stored=stored if request.sources != "live" else None,
+            live=live_index,
+            superseded=frozenset(superseded),
+            live_metadata=metadata,
+            live_texts=[page.record.text for page in pages],
+            report=report,
+            notices=notices,
+        )
+
+    async def _search(
+        self, question: str, deadline: float, targets: list[_Target], skipped: list[SkippedPage]
+    ) -> SearchReport:
+        provider = self.search_provider
+        assert provider is not None  # validate() refused the request otherwise
+        query = search_query(question)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                results = await provider.search(query, limit=self.config.search_results)
+        except SearchError as exc:
+            return SearchReport(provider.name, query, [], error=str(exc))
+        except TimeoutError:
+            return SearchReport(provider.name, query, [], error="the search did not answer within the budget")
+        known = {t.url for t in targets}
+        for result in results:
+            try:
+                url = self.fetcher.check(result.url)
+            except BlockedAddressError as exc:
+                skipped.append(SkippedPage(result.url, "blocked", exc.reason))
+                continue
+            if url in known:
+                continue
+            if len(targets) >= self.config.max_urls:
+                skipped.append(SkippedPage(url, "limit", f"more than {self.config.max_urls} pages for one question"))
+                continue
+            known.add(url)
+            targets.append(_Target(url, "search"))
+        reported = [SearchResultReport(r.url, r.title) for r in results]
+        return SearchReport(provider.name, query, reported)
+
+    async def _recheck_targets(
+        self,
+        question: str,
+        request: LiveRequest,
+        stored: PassageIndex,
+        retrieve: Retrieve,
+        targets: Sequence[_Target],
+    ) -> list[_Target]:
+        hits = await asyncio.to_thread(retrieve, stored, question, request.top_k)
+        fetched = {t.url for t in targets}
+        out: list[_Target] = []
+        for url in dict.fromkeys(h.url for h in hits):
+            record = await asyncio.to_thread(stored.page, url)
+            if record is None or url in fetched:
+                continue  # a page the question fetches anyway replaces its stored copy
+            out.append(_Target(record.fetched_url or record.url, "recheck", stored=record))
+        return out
+
+    async def _fetch_all(self, targets: Sequence[_Target], deadline: float, budget: float) -> list[_Outcome]:
+        """Every target's outcome; those not ready by the deadline are cancelled, not awaited."""
+        if not targets:
+            return []
+        tasks = [asyncio.ensure_future(self._obtain(t)) for t in targets]
+        await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+        outcomes: list[_Outcome | None] = []
+        for task in tasks:
+            if task.done():
+                outcomes.append(task.result())
+            else:
+                task.cancel()
+                outcomes.append(None)
+        missed = _Failed("budget", f"not fetched within the {budget:g} s budget")
+        return [o if o is not None else missed for o in outcomes]
+
+    async def _obtain(self, target: _Target) -> _Outcome:
+        """Take one target from the cache or fetch and extract it; never raises."""
+        key = target.cache_key
+        cached = self.cache.get(key)
+        if cached is not None:
+            return _Got(cached, cached=True)
+        stored = target.stored
+        if stored is not None and self.cache.unchanged_recently(key, stored.content_hash):
+            return _Unchanged(None)
+        return await self._fetch(target, self.cache.get(key, fresh=False))
+
+    async def _fetch(self, target: _Target, stale: LivePage | None) -> _Outcome:
+        key, stored = target.cache_key, target.stored
+        source = stored if stored is not None else (stale.record if stale is not None else None)
+        validators: Validators | None = None
+        if source is not None and (source.etag or source.last_modified):
+            validators = (source.etag, source.last_modified)
+        started = time.monotonic()
+        try:
+            fetched = await self.fetcher.fetch(target.url, validators=validators)
+        except FetchError as exc:
+            return _Failed(exc.kind, exc.reason, exc.status)
+        except Exception as exc:  # an exotic server must cost one page, not the question
+            return _Failed("error", f"unexpected error: {type(exc).__name__}: {exc}")
+        if isinstance(fetched, FetchedPage):
+            return await self._extracted(target, fetched, stale, (time.monotonic() - started) * 1000)
+        if stored is not None:
+            self.cache.note_unchanged(key, stored.content_hash)
+            return _Unchanged(304)
+        if stale is not None:
+            self.cache.revalidated(key)
+            return _Got(stale, cached=True)
+        return _Failed("error", "HTTP 304 to an unconditional request", 304)
+
+    async def _extracted(
+        self, target: _Target, fetched: FetchedPage, stale: LivePage | None, fetch_ms: float
+    ) -> _Outcome:
+        url = target.stored.url if target.stored is not None else fetched.final_url
+        try:
+            record, passages = await asyncio.to_thread(extract_page, fetched, url=url, sizes=self.sizes)
+        except ExtractionError as exc:
+            return _Failed("empty", exc.reason, fetched.status)
+        except Exception as exc:
+            return _Failed("error", f"extraction failed: {type(exc).__name__}: {exc}", fetched.status)
+        if not passages:
+            return _Failed("empty", "no text to quote", fetched.status)
+        page = LivePage(
+            record,
+            passages,
+            [embedding_text(record.title, p.heading, p.text) for p in passages],
+            fetch_ms,
+            checked_at=time.monotonic(),
+        )
+        if stale is not None and (stale.record.content_hash, stale.record.chunking) == (
+            record.content_hash,
+            record.chunking,
+        ):
+            page.vectors = stale.vectors  # same text, same passages: what was embedded still holds
+        self.cache.put(target.cache_key, page)
+        return _Got(page, cached=False)
+
+    # -- embedding and indexing --------------------------------------------------------------------
+
+    def _embed(self, pages: Sequence[LivePage], chosen: Sequence[Sequence[int]]) -> None:
+        missing = [(page, i) for page, positions in zip(pages, chosen, strict=True) for i in positions
+                   if i not in page.vectors]  # fmt: skip
+        if not missing:
+            return
+        vectors = self.embedder.embed([page.embed_texts[i] for page, i in missing], batch_size=self._batch_size)
+        for (page, i), vector in zip(missing, vectors, strict=True):
+            page.vectors[i] = np.asarray(vector, dtype=np.float32)
+
+    def _index(self, pages: Sequence[LivePage], chosen: Sequence[Sequence[int]]) -> PassageIndex:
+        index = PassageIndex.temporary(
+            "live", embedding_model=self.embedder.model_name, dimension=self.embedder.dimension
+        )
+        try:
+            for page, positions in zip(pages, chosen, strict=True):
+                vectors = np.stack([page.vectors[i] for i in positions])
+                index.upsert_page(page.record, [page.passages[i] for i in positions], vectors)
+        except BaseException:
+            index.close()
+            raise
+        return index

@@ -1,0 +1,125 @@
+"""Web search providers: turn a question into a query and return result URLs to fetch live.
+
+:class:`SearxngSearch` speaks the JSON API of SearxNG, a self-hosted open-source metasearch engine
+(``GET /search?q=...&format=json``; the instance must list ``json`` under ``search.formats``).
+:class:`StaticSearch` is the deterministic fake for tests. Both satisfy :class:`SearchProvider`.
+The provider is trusted configuration, so its own URL is not SSRF-checked; every result URL is,
+when it is fetched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from service.exceptions import CiteLineServiceError
+
+_WORD = re.compile(r"[\w.+#/-]+")
+# Question words and fillers a search engine does better without; content words are all kept.
+_FILLERS = (
+    "a an the is are was were be been do does did how what which who whom whose why when where can could"
+    " should would will shall may might must i me my we our you your it its this that these those there"
+    " of to in on for with by about please tell explain"
+)
+_FILLER = frozenset(_FILLERS.split())
+
+
+class SearchError(CiteLineServiceError):
+    """The search provider did not answer, or answered something that is not a result list."""
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    url: str
+    title: str = ""
+    snippet: str = ""
+
+
+class SearchProvider(Protocol):
+    """Finds pages for a query; the answer fetches and checks them like any live page."""
+
+    name: str
+
+    async def search(self, query: str, *, limit: int) -> list[SearchResult]: ...
+
+
+def search_query(question: str, *, max_words: int = 12) -> str:
+    """A keyword query from a question: fillers dropped, content words and code names kept in order."""
+    words = _WORD.findall(question)
+    kept = [w for w in words if w.lower().strip(".") not in _FILLER]
+    return " ".join((kept or words)[:max_words])
+
+
+class SearxngSearch:
+    """A SearxNG instance's JSON API at ``base_url`` (``http://127.0.0.1:8888``)."""
+
+    name = "searxng"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        timeout_s: float = 5.0,
+        params: Mapping[str, str] | None = None,
+    ) -> None:
+        self._endpoint = base_url.rstrip("/") + "/search"
+        self._client = client
+        self._timeout = timeout_s
+        self._params = dict(params or {})
+
+    async def search(self, query: str, *, limit: int) -> list[SearchResult]:
+        params = {"q": query, "format": "json", **self._params}
+        try:
+            if self._client is not None:
+                response = await self._client.get(self._endpoint, params=params, timeout=self._timeout)
+            else:
+                async with httpx.AsyncClient(timeout=self._timeout) as client:
+                    response = await client.get(self._endpoint, params=params)
+        except httpx.HTTPError as exc:
+            raise SearchError(f"search provider unreachable: {type(exc).__name__}: {exc}") from exc
+        if response.status_code != 200:
+            hint = " (is 'json' listed under search.formats in settings.yml?)" if response.status_code == 403 else ""
+            raise SearchError(f"search provider answered HTTP {response.status_code}{hint}")
+        try:
+            items = response.json()["results"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SearchError(f"search provider answered no result list: {exc}") from exc
+        if not isinstance(items, list):
+            raise SearchError("search provider answered no result list: 'results' is not a list")
+        return _results(items, limit)
+
+
+def _results(items: Sequence[object], limit: int) -> list[SearchResult]:
+    """http(s) results in rank order, one per URL, at most ``limit``."""
+    out: list[SearchResult] = []
+    seen: set[str] = set()
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        url = item.get("url")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or url in seen:
+            continue
+        seen.add(url)
+        out.append(SearchResult(url, str(item.get("title") or ""), str(item.get("content") or "")))
+        if len(out) == limit:
+            break
+    return out
+
+
+class StaticSearch:
+    """A fake provider for tests: the same results for every query, and the queries it was asked."""
+
+    name = "static"
+
+    def __init__(self, results: Sequence[SearchResult]) -> None:
+        self.results = list(results)
+        self.queries: list[str] = []
+
+    async def search(self, query: str, *, limit: int) -> list[SearchResult]:
+        self.queries.append(query)
+        return self.results[:limit]

@@ -88,7 +88,9 @@ class SearxngSearch:
         try:
             items = response.json()["results"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise SearchError(f"search provider answered no result list: {exc}") from exc
+            html = "html" in response.headers.get("content-type", "")
+            hint = " (an HTML page: is 'json' listed under search.formats in settings.yml?)" if html else ""
+            raise SearchError(f"search provider answered no result list: {exc}{hint}") from exc
         if not isinstance(items, list):
             raise SearchError("search provider answered no result list: 'results' is not a list")
         return _results(items, limit)

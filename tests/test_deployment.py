@@ -37,6 +37,20 @@ def test_models_and_indexes_live_on_persistent_volumes() -> None:
     assert set(data["volumes"]) == {"citeline-data", "citeline-models"}
 
 
+def test_search_profile_runs_searxng_on_loopback_with_the_json_api() -> None:
+    services = compose()["services"]
+    searxng = services["searxng"]
+    assert searxng["profiles"] == ["search"]
+    assert searxng["image"].startswith("searxng/searxng:")
+    assert searxng["image"].split(":")[1] != "latest"  # pinned: its result format must not change under us
+    assert all(port.startswith("127.0.0.1:") for port in searxng["ports"])
+    host_path, container_path = searxng["volumes"][0].split(":")[:2]
+    assert container_path == "/etc/searxng/settings.yml"
+    settings = yaml.safe_load((ROOT / host_path).read_text())
+    assert "json" in settings["search"]["formats"]  # off by default in SearxNG; citeline reads JSON
+    assert "CITELINE_SEARCH_URL" in services["api"]["environment"]
+
+
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian package) not installed")
 def test_compose_file_validates() -> None:
     command = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"]

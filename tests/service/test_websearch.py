@@ -40,7 +40,7 @@ def test_results_in_rank_order_deduplicated_and_capped() -> None:
     [
         (httpx.Response(403, text="forbidden"), "search.formats"),
         (httpx.Response(500, text="oops"), "HTTP 500"),
-        (httpx.Response(200, text="<html>not json</html>"), "no result list"),
+        (httpx.Response(200, html="<html>not json</html>"), "an HTML page"),
         (httpx.Response(200, json={"results": "nope"}), "not a list"),
         (httpx.Response(200, json={"answers": []}), "no result list"),
     ],

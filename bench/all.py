@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "prompt_budget": ["prompt_budget.py"],
     "generation": ["generation.py", "--index", "python-docs"],
     "ask_latency": ["ask_latency.py", "--index", "python-docs"],
+    "live_selection": ["live_selection.py"],
+    "live_pages": ["live_pages.py", "--index", "python-docs"],
 }
 TIME_LIMIT_S = 20 * 60
 

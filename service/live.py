@@ -80,9 +80,11 @@ class LiveConfig:
     not ready by then are skipped."""
     max_urls: int = 10
     """Pages fetched for one question, named and found by search together (rechecks aside)."""
-    passages_per_page: int = 12
-    """Passages of one live page embedded per question, the best by BM25 against it (embedding
-    is the slow part: ~30 passages/s on 2 cores)."""
+    passages_per_page: int = 24
+    """Passages of one live page embedded per question at most, the best by BM25 against it."""
+    max_passages: int = 64
+    """Passages embedded per question over all its live pages (each page keeps its best two):
+    embedding is the slow part, ~30 passages/s on 2 cores."""
     cache_ttl_s: float = 300.0
     """Seconds a fetched page is reused without asking its server again (0: no cache)."""
     cache_pages: int = 128
@@ -274,24 +276,34 @@ def _recheck_result(stored: PageRecord, outcome: _Outcome) -> RecheckReport:
     return RecheckReport(url, "failed", indexed_at, indexed_hash, None, outcome.status, None, note)
 
 
-def select_passages(question: str, pages: Sequence[LivePage], per_page: int) -> list[list[int]]:
-    """Per page, the positions of its ``per_page`` passages most related to the question by BM25
-    (scored over all the pages' passages together), in page order; a page's first passages when
-    none shares a word with the question."""
+def select_passages(question: str, pages: Sequence[LivePage], per_page: int, total: int) -> list[list[int]]:
+    """Per page, the positions of the passages to embed for the question, in page order.
+
+    Passages are ranked by BM25 against the question over all the pages' passages together. Every
+    page keeps its best two (a page the user named is never left out), then the best of the rest
+    fill up to ``total`` passages in all, at most ``per_page`` from one page. Ties go to the earlier
+    passage, so a page sharing no word with the question gives its first passages.
+    """
     texts = [t for page in pages for t in page.embed_texts]
     scores = bm25_scores(question, texts)
-    chosen: list[list[int]] = []
+    ranked: list[list[int]] = []
+    candidates: list[tuple[float, int, int]] = []  # (-score, page, position)
     offset = 0
-    for page in pages:
-        count = len(page.passages)
-        own = scores[offset : offset + count]
-        offset += count
-        if count <= per_page:
-            chosen.append(list(range(count)))
-            continue
-        order = sorted(range(count), key=lambda i: (-float(own[i]), i))
-        chosen.append(sorted(order[:per_page]))
-    return chosen
+    for number, page in enumerate(pages):
+        own = scores[offset : offset + len(page.passages)]
+        offset += len(page.passages)
+        order = sorted(range(len(page.passages)), key=lambda i: (-float(own[i]), i))
+        ranked.append(order)
+        candidates.extend((-float(own[i]), number, i) for i in order)
+    chosen = [set(order[: min(2, per_page)]) for order in ranked]
+    room = total - sum(len(c) for c in chosen)
+    for _, number, position in sorted(candidates):
+        if room <= 0:
+            break
+        if position not in chosen[number] and len(chosen[number]) < per_page:
+            chosen[number].add(position)
+            room -= 1
+    return [sorted(c) for c in chosen]
 
 
 class LivePages:
@@ -394,7 +406,7 @@ class LivePages:
 
         embed_started = time.monotonic()
         pages = [page for page, _, _ in live]
-        chosen = select_passages(question, pages, self.config.passages_per_page)
+        chosen = select_passages(question, pages, self.config.passages_per_page, self.config.max_passages)
         await asyncio.to_thread(self._embed, pages, chosen)
         live_index = await asyncio.to_thread(self._index, pages, chosen) if pages else None
         embed_ms = (time.monotonic() - embed_started) * 1000

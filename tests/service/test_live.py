@@ -347,9 +347,14 @@ def test_select_passages_takes_the_best_by_bm25_in_page_order() -> None:
         record = PageRecord(url="u", title="t", text="\n".join(texts))
         return LivePage(record, [PassageRecord(0, 1, t) for t in texts], list(texts), 0.0)
 
-    pages = [page("apples are red", "kettle boils water", "bananas are yellow", "the kettle descaling"),
-             page("short page")]  # fmt: skip
-    assert select_passages("kettle descaling", pages, 2) == [[1, 3], [0]]
+    kettle = page("apples are red", "kettle boils water", "bananas are yellow", "the kettle descaling",
+                  "kettle descaling with vinegar", "pears are green")  # fmt: skip
+    other = page("short page", "nothing in common", "at all here")
+    assert select_passages("kettle descaling", [kettle, other], 12, 48) == [list(range(6)), [0, 1, 2]]
+    # Within the per-page cap: the best by BM25, in page order.
+    assert select_passages("kettle descaling", [kettle, other], 3, 48) == [[1, 3, 4], [0, 1, 2]]
+    # Within the total: every page keeps two (the first when none matches), the rest go to the best.
+    assert select_passages("kettle descaling", [kettle, other], 12, 5) == [[1, 3, 4], [0, 1]]
 
 
 def test_page_cache_expires_and_evicts() -> None:

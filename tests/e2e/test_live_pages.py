@@ -242,3 +242,25 @@ def test_chat_completion_takes_live_urls(service: LiveService, site: Site) -> No
     assert message["annotations"]
     assert all(a["url_citation"]["url"].startswith(site.base_url + "zipfile.html#:~:text=")
                for a in message["annotations"])  # fmt: skip
+
+
+def test_cli_ask_answers_from_a_live_url(service: LiveService, site: Site) -> None:
+    completed = run_citeline(
+        ["ask", "How do I get the list of file names in a ZIP archive?", "--url", site.base_url + "zipfile.html",
+         "--sources", "live", "--json"],
+        citeline_env(service.data_dir, CITELINE_INDEX="stored"),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    answer = json.loads(completed.stdout)
+    assert answer["abstained"] is False, answer
+    assert answer["live"]["pages"][0]["url"] == site.base_url + "zipfile.html"
+    assert all(c["live"] == "url" and c["url"] == site.base_url + "zipfile.html" for c in answer["citations"])
+
+
+def test_cli_ask_refuses_an_ssrf_url_before_fetching(service: LiveService, forbidden: Site) -> None:
+    completed = run_citeline(["ask", "What is there?", "--url", forbidden.base_url + "secret.html"],
+                             citeline_env(service.data_dir, CITELINE_INDEX="stored"))  # fmt: skip
+    assert completed.returncode == 2
+    assert "127.0.0.2" in completed.stderr
+    assert "nothing was fetched" in completed.stderr
+    assert forbidden.requests == []

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -156,6 +157,24 @@ def python_docs() -> Iterator[StaticServer]:
 def sqlite_docs() -> Iterator[StaticServer]:
     with serve_directory(corpus(SQLITE_DOCS)) as server:
         yield server
+
+
+@contextlib.contextmanager
+def web_ui(base_url: str) -> Iterator[Any]:
+    """The service's web UI in headless Chromium (Debian's package), loaded and ready: yields the page."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium package is needed (make browser)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(base_url + "/")
+            page.wait_for_selector("#index option", state="attached")
+            yield page
+        finally:
+            browser.close()
 
 
 def assert_quote_on_page(quote: str, html: str) -> None:

@@ -34,6 +34,7 @@ from tests.conftest import (
     corpus,
     live_service,
     run_citeline,
+    web_ui,
 )
 
 pytestmark = pytest.mark.e2e
@@ -268,25 +269,14 @@ def test_cli_ask_refuses_an_ssrf_url_before_fetching(service: LiveService, forbi
 
 def test_web_ui_checks_against_a_live_page(service: LiveService, site: Site) -> None:
     """In headless Chromium: name a live page and a slow one, ask, see the skip notice and a live citation."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium package is needed (make browser)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(service.base_url + "/")
-            page.wait_for_selector("#index option", state="attached")
-            page.fill("#question", "How do I get the list of file names in a ZIP archive?")
-            page.click("#live-options summary")
-            page.fill("#live-urls", f"{site.base_url}zipfile.html\n{site.base_url}slow.html")
-            page.select_option("#sources", "live")
-            page.click("#ask-button")
-            page.wait_for_selector(".answer-text", timeout=240_000)
-            assert "namelist" in page.inner_text(".answer-text")
-            assert "slow.html" in page.inner_text("ul.notices")
-            page.click(".cite")
-            assert "fetched live at" in page.inner_text(".quote .live")
-        finally:
-            browser.close()
+    with web_ui(service.base_url) as page:
+        page.fill("#question", "How do I get the list of file names in a ZIP archive?")
+        page.click("#live-options summary")
+        page.fill("#live-urls", f"{site.base_url}zipfile.html\n{site.base_url}slow.html")
+        page.select_option("#sources", "live")
+        page.click("#ask-button")
+        page.wait_for_selector(".answer-text", timeout=240_000)
+        assert "namelist" in page.inner_text(".answer-text")
+        assert "slow.html" in page.inner_text("ul.notices")
+        page.click(".cite")
+        assert "fetched live at" in page.inner_text(".quote .live")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from tests.conftest import (
     citeline_env,
     live_service,
     run_citeline,
+    web_ui,
 )
 
 pytestmark = pytest.mark.e2e
@@ -238,32 +238,21 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui.png"
 
 def test_web_ui_in_headless_chromium(service: LiveService, tmp_path: Path) -> None:
     """The served page, in a real headless Chromium: ask, watch it stream, open a citation's quote."""
-    from playwright.sync_api import sync_playwright
-
-    chromium = shutil.which("chromium")
-    assert chromium, "Debian's chromium package is needed (make browser)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(service.base_url + "/")
-            page.wait_for_selector("#index option", state="attached")
-            page.fill("#question", "How do I read a JSON file in Python?")
-            page.click("#ask-button")
-            page.wait_for_selector(".answer-text", timeout=240_000)
-            text = page.inner_text(".answer-text")
-            assert "json.load" in text
-            page.click(".cite")
-            quote = page.inner_text(".quote blockquote")
-            assert len(quote) > 20
-            link = page.get_attribute(".quote a.open-source", "href")
-            assert link
-            assert link.startswith(PUBLIC)
-            assert "#:~:text=" in link
-            shot = tmp_path / "ui.png"
-            page.screenshot(path=str(shot), full_page=True)
-        finally:
-            browser.close()
+    with web_ui(service.base_url) as page:
+        page.fill("#question", "How do I read a JSON file in Python?")
+        page.click("#ask-button")
+        page.wait_for_selector(".answer-text", timeout=240_000)
+        text = page.inner_text(".answer-text")
+        assert "json.load" in text
+        page.click(".cite")
+        quote = page.inner_text(".quote blockquote")
+        assert len(quote) > 20
+        link = page.get_attribute(".quote a.open-source", "href")
+        assert link
+        assert link.startswith(PUBLIC)
+        assert "#:~:text=" in link
+        shot = tmp_path / "ui.png"
+        page.screenshot(path=str(shot), full_page=True)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
@@ -300,21 +289,12 @@ def test_ingest_job_over_http_while_questions_are_answered(service: LiveService,
 
 def test_web_ui_flags_and_compares_answers(service: LiveService) -> None:
     """flag policy and two candidates side by side, in the real browser."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(service.base_url + "/")
-            page.wait_for_selector("#index option", state="attached")
-            page.fill("#question", "Which function writes rows to a CSV file?")
-            page.select_option("#policy", "flag")
-            page.fill("#n", "2")
-            page.click("#ask-button")
-            page.wait_for_selector(".agreement, .answer-text", timeout=300_000)
-            answers = page.locator(".answers .answer").count()
-            assert answers in (0, 2), "two distinct candidates side by side, or one when both said the same"
-            assert page.locator(".answer-text .sentence").count() >= 1
-        finally:
-            browser.close()
+    with web_ui(service.base_url) as page:
+        page.fill("#question", "Which function writes rows to a CSV file?")
+        page.select_option("#policy", "flag")
+        page.fill("#n", "2")
+        page.click("#ask-button")
+        page.wait_for_selector(".agreement, .answer-text", timeout=300_000)
+        answers = page.locator(".answers .answer").count()
+        assert answers in (0, 2), "two distinct candidates side by side, or one when both said the same"
+        assert page.locator(".answer-text .sentence").count() >= 1

@@ -243,8 +243,9 @@ class Retriever:
     ) -> list[SearchHit]:
         """The ``k`` best passages over a :class:`SourceSet`: each index searched as :meth:`search`
         does, then one ranking by cosine."""
-        if isinstance(sources, PassageIndex):
-            return self.search(sources, question, k, vector=vector)
+        if isinstance(sources, PassageIndex) or (sources.live is None and not sources.superseded):
+            index = sources if isinstance(sources, PassageIndex) else sources.stored
+            return self.search(index, question, k, vector=vector) if index is not None else []
         if vector is None:
             vector = self.embedder.embed([question])[0]
         stored: list[SearchHit] = []

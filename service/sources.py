@@ -147,10 +147,18 @@ class SourceSet:
         return missing
 
     def merge(self, stored_hits: Sequence[SearchHit], live_hits: Sequence[SearchHit], k: int) -> list[SearchHit]:
-        """One ranking: stored hits of superseded pages dropped, then the best ``k`` by cosine."""
-        kept = [h for h in stored_hits if h.url not in self.superseded]
-        marked = [replace(h, metadata={**h.metadata, **self.live_metadata.get(h.url, {})}) for h in live_hits]
-        return sorted([*kept, *marked], key=lambda h: h.score, reverse=True)[:k]
+        """One ranking of ``k``: stored hits of superseded pages dropped, then the two lists merged
+        by cosine. Each list keeps its own order (the retriever's, diversified by MMR), so the merge
+        takes whichever list's next hit is closer to the question."""
+        stored = [h for h in stored_hits if h.url not in self.superseded]
+        live = [replace(h, metadata={**h.metadata, **self.live_metadata.get(h.url, {})}) for h in live_hits]
+        merged: list[SearchHit] = []
+        while len(merged) < k and (stored or live):
+            if stored and (not live or stored[0].score >= live[0].score):
+                merged.append(stored.pop(0))
+            else:
+                merged.append(live.pop(0))
+        return merged
 
     def close(self) -> None:
         if self.live is not None:

@@ -171,7 +171,7 @@ def test_both_ranks_index_and_live_pages_together(harness: Harness) -> None:
     urls = [r["url"] for r in body["retrieved"]]
     assert set(urls) == {f"{SITE}/kettle.html", f"{SITE}/tomato.html"}  # one ranking over the two
     scores = [r["score"] for r in body["retrieved"]]
-    assert scores == sorted(scores, reverse=True)
+    assert scores[0] == max(scores)  # each source keeps its (MMR) order; the merge leads with the best
     assert body["citations"]
     for citation in body["citations"]:  # a live page's citations say so; the stored page's do not
         assert citation["live"] == ("url" if citation["url"].endswith("tomato.html") else None)
@@ -370,3 +370,18 @@ def test_page_cache_expires_and_evicts() -> None:
     assert cache.get("u2", fresh=False) is pages[2]  # kept for a conditional GET
     cache.revalidated("u2")
     assert cache.get("u2") is pages[2]
+
+
+def test_merge_keeps_each_sources_order_and_drops_superseded_pages() -> None:
+    from indexes import SearchHit
+    from service.sources import SourceSet
+
+    def hit(url: str, score: float) -> SearchHit:
+        return SearchHit(0, score, "t", 0, 1, "", url, "", 0)
+
+    sources = SourceSet(stored=None, superseded=frozenset({"s/old"}), live_metadata={"l/a": {"live_origin": "url"}})
+    stored = [hit("s/1", 0.9), hit("s/old", 0.85), hit("s/2", 0.5), hit("s/3", 0.7)]  # MMR order, not by score
+    live = [hit("l/a", 0.8), hit("l/a", 0.6)]
+    merged = sources.merge(stored, live, 4)
+    assert [(h.url, h.score) for h in merged] == [("s/1", 0.9), ("l/a", 0.8), ("l/a", 0.6), ("s/2", 0.5)]
+    assert merged[1].metadata == {"live_origin": "url"}

@@ -127,6 +127,22 @@ class Resources:
         return self.answerer is not None and self.registry is not None
 
 
+def _wire(
+    resources: Resources,
+    registry: IndexRegistry,
+    embedder: Embedder,
+    generator: Generator,
+    *,
+    live_transport: httpx.AsyncBaseTransport | None = None,
+    search: SearchProvider | None = None,
+) -> None:
+    """Hand the loaded (or given) models and indexes to what requests use: the service is ready after."""
+    settings = resources.settings
+    resources.live = settings.live_pages(embedder, transport=live_transport, search=search)
+    resources.answerer = settings.answerer(embedder, generator)
+    resources.registry = registry
+
+
 def _load(resources: Resources) -> None:
     settings = resources.settings
     try:
@@ -136,18 +152,10 @@ def _load(resources: Resources) -> None:
         started = time.perf_counter()
         embedder = load_embedder(settings)
         generator = settings.generator()
-        registry = IndexRegistry(
-            settings.data_dir,
-            embedder.model_name,
-            embedder.dimension,
-            vector_backend=settings.vector_backend,
-            qdrant_url=settings.qdrant_url,
-        )
+        registry = settings.registry(embedder)
         for name in registry.names():
             registry.get(name)  # build or load each FAISS index now, not on the first request
-        resources.registry = registry
-        resources.live = resources.live or settings.live_pages(embedder)
-        resources.answerer = settings.answerer(embedder, generator)
+        _wire(resources, registry, embedder, generator)
         resources.loaded_at = time.time()
         log.info("models loaded", seconds=round(time.perf_counter() - started, 1), indexes=registry.names())
     except Exception as exc:  # surfaced through /readyz instead of killing the server
@@ -343,11 +351,9 @@ async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources])
     return answer
 
 
-def _live_pages(resources: Resources, request: LiveRequest) -> LivePages:
-    """The live fetcher, once it has checked ``request`` (422 before anything is fetched or generated)."""
+def _live_pages(resources: Resources) -> LivePages:
     if resources.live is None:
         raise ProblemDetailsException(status_code=503, title="Not ready", detail="live fetching is starting")
-    resources.live.validate(request)
     return resources.live
 
 
@@ -357,7 +363,7 @@ async def _sources(
     """The stored index, with the live pages the request asks for (fetched now, within the budget)."""
     if live is None:
         return SourceSet(stored=index)
-    sources = await _live_pages(resources, live).gather(question, live, index, answerer.retriever.search)
+    sources = await _live_pages(resources).gather(question, live, index, answerer.retriever.search)
     report = sources.report
     if report is not None:
         metrics.STAGE_SECONDS.labels("live").observe(report.total_ms / 1000)
@@ -436,7 +442,7 @@ async def chat_completions(
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     live = data.live_request(data.top_k or answerer.top_k)
     if live is not None:
-        _live_pages(resources, live)
+        _live_pages(resources).validate(live)  # 422 now, before the question is rewritten by the model
 
     async def work() -> tuple[str, Answer]:
         standalone = question
@@ -569,7 +575,7 @@ def create_app(
     live_transport: httpx.AsyncBaseTransport | None = None,
     search: SearchProvider | None = None,
 ) -> Litestar:
-    """Build the app. With ``embedder`` and ``generator`` given, nothing is loaded from disk;
+    """Build the app. With ``embedder`` and ``generator`` given, nothing is loaded from disk, and
     ``live_transport`` and ``search`` stand in for the network of live pages (tests)."""
     settings = settings or ServiceSettings()
     resources = Resources(
@@ -579,21 +585,7 @@ def create_app(
         access=AccessControl(settings.api_keys, settings.rate_limit_per_minute),
     )
     if embedder is not None and generator is not None:
-        resources.registry = IndexRegistry(
-            settings.data_dir,
-            embedder.model_name,
-            embedder.dimension,
-            vector_backend=settings.vector_backend,
-            qdrant_url=settings.qdrant_url,
-        )
-        resources.answerer = settings.answerer(embedder, generator)
-    if embedder is not None or live_transport is not None or search is not None:
-        live_embedder = embedder
-        if live_embedder is None:
-            from indexes import load_embedder
-
-            live_embedder = load_embedder(settings)
-        resources.live = settings.live_pages(live_embedder, transport=live_transport, search=search)
+        _wire(resources, settings.registry(embedder), embedder, generator, live_transport=live_transport, search=search)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from service.answering import Answerer, RetrievalConfig
 from service.budget import BudgetConfig
 from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
 from service.live import LiveConfig, LivePages
+from service.registry import IndexRegistry
 from service.websearch import SearchProvider, SearxngSearch
 
 
@@ -101,6 +102,16 @@ class ServiceSettings(IngestSettings):
             max_new_tokens=self.max_new_tokens,
             budget=self.budget(),
             retrieval=self.retrieval_config(),
+        )
+
+    def registry(self, embedder: Embedder) -> IndexRegistry:
+        """The indexes under ``data_dir`` that ``embedder`` can search, on the configured vector backend."""
+        return IndexRegistry(
+            self.data_dir,
+            embedder.model_name,
+            embedder.dimension,
+            vector_backend=self.vector_backend,
+            qdrant_url=self.qdrant_url,
         )
 
     def retrieval_config(self) -> RetrievalConfig:

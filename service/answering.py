@@ -242,10 +242,8 @@ class Retriever:
         self, sources: PassageIndex | SourceSet, question: str, k: int, *, vector: Vectors | None = None
     ) -> list[SearchHit]:
         """The ``k`` best passages over a :class:`SourceSet`: each index searched as :meth:`search`
-        does, then one ranking by cosine."""
-        if isinstance(sources, PassageIndex) or (sources.live is None and not sources.superseded):
-            index = sources if isinstance(sources, PassageIndex) else sources.stored
-            return self.search(index, question, k, vector=vector) if index is not None else []
+        does, then the lists merged by :meth:`SourceSet.merge` (a lone index keeps its ranking)."""
+        sources = as_sources(sources)
         if vector is None:
             vector = self.embedder.embed([question])[0]
         stored: list[SearchHit] = []

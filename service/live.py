@@ -377,7 +377,7 @@ class LivePages:
         outcomes = await self._fetch_all(targets, deadline, budget)
         fetch_ms = (time.monotonic() - started) * 1000
 
-        live: list[tuple[LivePage, LiveOrigin, _Got]] = []
+        live: list[tuple[LivePage, LiveOrigin, bool]] = []  # (page, why fetched, from the cache)
         rechecked: list[RecheckReport] = []
         superseded: set[str] = set()
         metadata: dict[str, dict[str, str]] = {}
@@ -387,7 +387,7 @@ class LivePages:
                 recheck = _recheck_result(target.stored, outcome)
                 rechecked.append(recheck)
                 if recheck.outcome == "changed" and isinstance(outcome, _Got):
-                    live.append((outcome.page, "recheck", outcome))
+                    live.append((outcome.page, "recheck", outcome.cached))
                     metadata[target.stored.url] = {LIVE_KEY: "recheck", INDEXED_AT_KEY: target.stored.fetched_at}
                 if recheck.outcome in ("changed", "gone"):
                     superseded.add(target.stored.url)
@@ -396,13 +396,13 @@ class LivePages:
             elif isinstance(outcome, _Got):
                 url = outcome.page.record.url
                 if url not in metadata:
-                    live.append((outcome.page, target.origin, outcome))
+                    live.append((outcome.page, target.origin, outcome.cached))
                     metadata[url] = {LIVE_KEY: target.origin}
                     superseded.add(url)  # the stored copy, if any, is older than this one
             else:
-                failed = outcome if isinstance(outcome, _Failed) else _Failed("error", "not modified, nothing cached")
-                skipped.append(SkippedPage(target.url, failed.kind, failed.reason, failed.status))
-                notices.append(f"Not used: {target.url} ({failed.reason}).")
+                assert isinstance(outcome, _Failed)  # only a stored page's fetch can end unchanged
+                skipped.append(SkippedPage(target.url, outcome.kind, outcome.reason, outcome.status))
+                notices.append(f"Not used: {target.url} ({outcome.reason}).")
 
         embed_started = time.monotonic()
         pages = [page for page, _, _ in live]
@@ -419,11 +419,11 @@ class LivePages:
                 status=page.record.status or 200,
                 fetched_at=page.record.fetched_at,
                 content_hash=page.record.content_hash,
-                cached=got.cached,
-                fetch_ms=0.0 if got.cached else round(page.fetch_ms, 1),
+                cached=cached,
+                fetch_ms=0.0 if cached else round(page.fetch_ms, 1),
                 passages=len(positions),
             )
-            for (page, origin, got), positions in zip(live, chosen, strict=True)
+            for (page, origin, cached), positions in zip(live, chosen, strict=True)
         ]
         report = LiveReport(
             sources=request.sources,
@@ -488,9 +488,11 @@ class LivePages:
         fetched = {t.url for t in targets}
         out: list[_Target] = []
         for url in dict.fromkeys(h.url for h in hits):
-            record = await asyncio.to_thread(stored.page, url)
-            if record is None or url in fetched:
+            if url in fetched:
                 continue  # a page the question fetches anyway replaces its stored copy
+            record = await asyncio.to_thread(stored.page, url)
+            if record is None:
+                continue
             out.append(_Target(record.fetched_url or record.url, "recheck", stored=record))
         return out
 

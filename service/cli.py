@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from indexes import CitelineSettings, Embedder, PassageIndex
     from ingest import IngestProgress, IngestSummary
 
 app = typer.Typer(help="citeline: answers whose every sentence cites a checked source.", no_args_is_help=True)
@@ -46,6 +47,29 @@ IndexOption = Annotated[str | None, typer.Option("--index", "-i", help="Index na
 def _fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
+
+
+def _open_index(
+    settings: CitelineSettings, name: str | None, *, embedder: Embedder | None = None, read_only: bool = True
+) -> PassageIndex:
+    """The named index (default: the configured one) on the configured vector backend, checked
+    against ``embedder`` when one is given."""
+    from indexes import PassageIndex
+
+    index = PassageIndex.open(
+        settings.data_dir,
+        name or settings.index,
+        read_only=read_only,
+        vector_backend=settings.vector_backend,
+        qdrant_url=settings.qdrant_url,
+    )
+    if embedder is not None:
+        try:
+            index.check_embedder(embedder.model_name, embedder.dimension)
+        except BaseException:
+            index.close()
+            raise
+    return index
 
 
 @models_app.command("prepare")
@@ -283,20 +307,14 @@ def search_command(
 ) -> None:
     """Search an index the way answers retrieve (no generation)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, PassageIndex, load_embedder
+    from indexes import CitelineIndexError, load_embedder
     from service.answering import Retriever
     from service.settings import ServiceSettings
 
     settings = ServiceSettings()
     embedder = load_embedder(settings)
     try:
-        passage_index = PassageIndex.open(
-            settings.data_dir,
-            index or settings.index,
-            vector_backend=settings.vector_backend,
-            qdrant_url=settings.qdrant_url,
-        )
-        passage_index.check_embedder(embedder.model_name, embedder.dimension)
+        passage_index = _open_index(settings, index, embedder=embedder)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
     hits = Retriever(embedder, settings.retrieval_config()).search(passage_index, query, k)
@@ -331,7 +349,7 @@ def ask(
     os.environ["HF_HUB_OFFLINE"] = "1"
     import msgspec
 
-    from indexes import CitelineIndexError, PassageIndex, load_embedder
+    from indexes import CitelineIndexError, load_embedder
     from service.exceptions import CiteLineServiceError
     from service.live import LiveOptions, LiveRequestError
     from service.settings import ServiceSettings
@@ -346,13 +364,7 @@ def ask(
     live_request = options.live_request(settings.top_k)
     try:
         embedder = load_embedder(settings)
-        passage_index = PassageIndex.open(
-            settings.data_dir,
-            index or settings.index,
-            vector_backend=settings.vector_backend,
-            qdrant_url=settings.qdrant_url,
-        )
-        passage_index.check_embedder(embedder.model_name, embedder.dimension)
+        passage_index = _open_index(settings, index, embedder=embedder)
         live_pages = settings.live_pages(embedder) if live_request is not None else None
         if live_pages is not None and live_request is not None:
             live_pages.validate(live_request)  # before the model loads: a refused URL fails at once
@@ -420,7 +432,7 @@ def eval_command(
 ) -> None:
     """Measure retrieval, answers, citations and abstention on question sets; optionally gate on floors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, PassageIndex, load_embedder
+    from indexes import CitelineIndexError, load_embedder
     from service.answering import Retriever
     from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
     from service.settings import ServiceSettings
@@ -431,13 +443,7 @@ def eval_command(
         raise _fail("gate floors were lowered silently: " + "; ".join(problems))
     try:
         embedder = load_embedder(settings)
-        passage_index = PassageIndex.open(
-            settings.data_dir,
-            index or settings.index,
-            vector_backend=settings.vector_backend,
-            qdrant_url=settings.qdrant_url,
-        )
-        passage_index.check_embedder(embedder.model_name, embedder.dimension)
+        passage_index = _open_index(settings, index, embedder=embedder)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
     answerer = None
@@ -511,18 +517,12 @@ def index_remove(
     index: IndexOption = None,
 ) -> None:
     """Delete pages (and their passages, vectors and aliases) from an index."""
-    from indexes import CitelineIndexError, PassageIndex
+    from indexes import CitelineIndexError
     from ingest import IngestSettings
 
     settings = IngestSettings()
     try:
-        passage_index = PassageIndex.open(
-            settings.data_dir,
-            index or settings.index,
-            read_only=False,
-            vector_backend=settings.vector_backend,
-            qdrant_url=settings.qdrant_url,
-        )
+        passage_index = _open_index(settings, index, read_only=False)
     except CitelineIndexError as exc:
         raise _fail(str(exc)) from exc
     try:
@@ -540,15 +540,13 @@ def index_remove(
 @index_app.command("list")
 def index_list() -> None:
     """List the indexes of the data directory with their manifests."""
-    from indexes import PassageIndex, list_indexes
+    from indexes import list_indexes
     from ingest import IngestSettings
 
     settings = IngestSettings()
     table = Table("index", "pages", "passages", "embedder", "path")
     for name in list_indexes(settings.data_dir):
-        passage_index = PassageIndex.open(
-            settings.data_dir, name, vector_backend=settings.vector_backend, qdrant_url=settings.qdrant_url
-        )
+        passage_index = _open_index(settings, name)
         manifest = passage_index.manifest()
         table.add_row(
             name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path)

@@ -12,10 +12,12 @@ import trafilatura
 from trafilatura.settings import Document
 
 from ingest._exceptions import ExtractionError
+from ingest.text import strip_invisible
 
 # Sphinx and many static-site generators append a pilcrow link to every heading; it is
-# decoration, and leaving it in would glue it to quoted spans.
-_DECORATION = str.maketrans(dict.fromkeys("\u00b6\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"))
+# decoration, and leaving it in would glue it to quoted spans. Invisible characters go too
+# (ingest.text): they must never reach stored text or a citation quote.
+_DECORATION = str.maketrans(dict.fromkeys("\u00b6"))
 _SPACES = re.compile(r"[ \t\r\f\v]+")
 # trafilatura renders list items as "- item"; the dash is not on the page, and a quote that
 # contained it could not be found there (nor highlighted by a text fragment link).
@@ -41,7 +43,8 @@ class ExtractedPage:
 
 
 def _clean(text: str) -> str:
-    lines = (_LIST_BULLET.sub("", _SPACES.sub(" ", line).strip()) for line in text.translate(_DECORATION).split("\n"))
+    text = strip_invisible(text).translate(_DECORATION)
+    lines = (_LIST_BULLET.sub("", _SPACES.sub(" ", line).strip()) for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
 
 
@@ -51,8 +54,38 @@ _HIDDEN_STYLE = re.compile(
 )
 
 
+# Class names that CSS frameworks and site themes use to hide an element (Bootstrap, Tailwind,
+# WordPress, HTML5 Boilerplate, Foundation, Bulma). Screen-reader-only text counts: a sighted
+# reader never sees it, so it can smuggle instructions just as well as display:none.
+_HIDDEN_CLASSES = frozenset(
+    [
+        "hidden",
+        "hide",
+        "is-hidden",
+        "u-hidden",
+        "invisible",
+        "d-none",
+        "display-none",
+        "sr-only",
+        "visually-hidden",
+        "visuallyhidden",
+        "screen-reader-text",
+        "screen-reader-only",
+        "show-for-sr",
+        "element-invisible",
+    ]
+)
+# "d-none d-md-block" and "hidden md:block" show the element on wider screens: it is visible text.
+_SHOWN_AT_BREAKPOINT = re.compile(r"^(?:d-(?:sm|md|lg|xl|xxl)-(?!none$)[\w-]+|(?:sm|md|lg|xl|2xl):(?!hidden$)[\w-]+)$")
+
+
+def _hidden_by_class(classes: str) -> bool:
+    tokens = classes.lower().split()
+    return any(t in _HIDDEN_CLASSES for t in tokens) and not any(_SHOWN_AT_BREAKPOINT.match(t) for t in tokens)
+
+
 def drop_hidden(html: str) -> str:
-    """Remove elements a reader never sees (inline-hidden, ``hidden``, ``aria-hidden``).
+    """Remove elements a reader never sees (inline-hidden, ``hidden``, ``aria-hidden``, a hiding class).
 
     Page text is untrusted: text hidden from people is a classic way to smuggle instructions to
     a model, and it is nothing a citation could ever show a reader anyway.
@@ -69,6 +102,7 @@ def drop_hidden(html: str) -> str:
             element.get("hidden") is not None
             or element.get("aria-hidden", "").lower() == "true"
             or _HIDDEN_STYLE.search(element.get("style", ""))
+            or _hidden_by_class(element.get("class", ""))
         )
     ]
     if not hidden:
@@ -108,6 +142,11 @@ def page_license(html: str, url: str) -> str | None:
     return None
 
 
+def _meta(value: str | None) -> str | None:
+    cleaned = _clean(value).replace("\n", " ") if value else ""
+    return cleaned or None
+
+
 def extract(html: str, url: str) -> ExtractedPage:
     """Return the page's main text and metadata, or raise ExtractionError."""
     if not html.strip():
@@ -141,9 +180,9 @@ def extract(html: str, url: str) -> ExtractedPage:
         title=title,
         text=text,
         headings=frozenset(headings),
-        author=document.author or None,
+        author=_meta(document.author),
         date=document.date or None,
-        sitename=document.sitename or None,
+        sitename=_meta(document.sitename),
         language=document.language or None,
         content_hash=hashlib.sha256(text.encode()).hexdigest(),
         license=page_license(html, url) or (document.license or None),

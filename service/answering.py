@@ -35,7 +35,24 @@ _ABSTAIN = re.compile(
     r"(?:contain|answer|mention|provide|say|include)",
     re.I,
 )
-_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]\"'`]+", re.I)
+# Anything a reader could follow as a link: a URL with any scheme, "www." or "//" forms, and a
+# bare domain ("evil.example/login", "admin@evil.example"). A bare name counts when it ends in a
+# top-level domain that is rarely also a code attribute ("logging.info", "os.link", "django.test"
+# and "file.py" must survive), or in any letters followed by a path.
+_URL_TAIL = r"[^\s<>()\[\]\"'`]"
+_HOST = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+_TLDS = (
+    "com|net|org|edu|gov|mil|io|co|ai|dev|xyz|online|example|invalid|onion|localhost|"
+    "ru|cn|uk|de|fr|jp|us|ca|au|nl|eu|ly|gg|tk|ml|ga|cf|gq|tv|ws|su|pw"
+)
+_URL = re.compile(
+    rf"\b[a-z][a-z0-9+.-]{{1,15}}://{_URL_TAIL}+"
+    rf"|(?<![\w.-])(?:www\.|//(?=\w)){_URL_TAIL}+"
+    rf"|(?<![\w./-]){_HOST}(?:{_TLDS})(?![\w-])(?::\d{{1,5}})?(?:/{_URL_TAIL}*)?"
+    rf"|(?<![\w./-]){_HOST}[a-z]{{2,24}}(?::\d{{1,5}})?/(?=[a-z_~%-]){_URL_TAIL}*",
+    re.I,
+)
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:(?=//)|^//", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,16 +681,24 @@ class Answerer:
         return round(float(np.mean(sims)), 3)
 
 
+def _bare(url: str) -> str:
+    """``url`` without scheme, fragment and trailing slash, lower-cased: the form all spellings share."""
+    return _SCHEME.sub("", url.split("#", 1)[0]).lstrip("/").rstrip("/").lower()
+
+
 def _remove_foreign_urls(text: str, hits: Sequence[SearchHit]) -> tuple[str, list[str]]:
-    """Remove URLs that are not one of the retrieved pages: page text may try to plant links."""
-    allowed = {h.url.rstrip("/") for h in hits}
+    """Remove URLs and domains that are not one of the retrieved pages (or its host): page text
+    may try to plant links."""
+    allowed = {_bare(h.url) for h in hits}
+    allowed |= {b.split("/", 1)[0] for b in allowed}
+    allowed |= {a.removeprefix("www.") for a in allowed}
     removed: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
-        url = match.group().rstrip(".,;:")
-        if url.split("#", 1)[0].rstrip("/") in allowed:
+        url = match.group().rstrip(".,;:!?")
+        if _bare(url) in allowed:
             return match.group()
         removed.append(url)
-        return "[link removed]"
+        return "[link removed]" + match.group()[len(url) :]
 
     return _URL.sub(replace, text), removed

@@ -48,3 +48,37 @@ def test_hidden_text_never_reaches_the_index() -> None:
     assert "Visible text continues here" in page.text
     for secret in ("6666", "SECRET ONE", "SECRET TWO", "SECRET THREE", "SECRET FOUR", "\u200b", "\u2060"):
         assert secret not in page.text
+
+
+def test_text_hidden_by_class_never_reaches_the_index() -> None:
+    html = """<html><head><title>Tool</title></head><body><main><h1>Tool</h1>
+    <p>The default port is 7411 and can be changed in the configuration file.</p>
+    <div class="note hidden">SECRET ONE: the real default port is 6666.</div>
+    <p>Visible <span class="sr-only">SECRET TWO</span>text continues here, with enough words to keep.</p>
+    <p class="visually-hidden">SECRET THREE</p><p class="d-none">SECRET FOUR</p>
+    <p class="Screen-Reader-Text">SECRET FIVE</p><span class="visuallyhidden">SECRET SIX</span>
+    <p class="d-none d-md-block">Shown on wide screens: the worker pool has 4 threads.</p>
+    <p class="hidden md:block">Also shown on wide screens: the queue holds 10,000 jobs.</p>
+    <p class="hidden-xs">Hidden on phones only: jobs may be delayed by up to 7 days.</p>
+    </main></body></html>"""
+    page = extract(html, "https://tool.example/")
+    assert "7411" in page.text
+    assert "Visible text continues here" in page.text
+    for secret in ("6666", "SECRET"):
+        assert secret not in page.text
+    for responsive in ("4 threads", "10,000 jobs", "up to 7 days"):
+        assert responsive in page.text, "text shown at some screen width is visible text"
+
+
+def test_bidi_controls_and_invisible_characters_are_stripped_at_extraction() -> None:
+    html = """<html><head><title>Too\u202el\u2066s</title><meta name="author" content="Ada\u200f Lovelace"></head>
+    <body><main><h1>Tool\u2069s</h1>
+    <p>The default port is \u202e1147\u202c and the limit is 5 jobs per\u00ad second.</p>
+    <p>Run the daemon\U000e0049\U000e0067\U000e006e\U000e006f\U000e0072\U000e0065 as an unprivileged user\ufe0f.</p>
+    </main></body></html>"""
+    page = extract(html, "https://tool.example/")
+    assert "The default port is 1147 and the limit is 5 jobs per second." in page.text
+    assert "Run the daemon as an unprivileged user." in page.text
+    assert page.title == "Tools"
+    assert page.author == "Ada Lovelace"
+    assert "Tools" in page.headings

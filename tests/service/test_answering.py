@@ -67,6 +67,26 @@ def test_planted_urls_are_removed(tmp_path: Path) -> None:
     assert "evil.example" not in answer.answer
 
 
+def test_planted_bare_domains_are_removed_but_sources_and_code_names_stay(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "yes"
+        n = source_number(messages, "copyfile")
+        return (
+            f"The shutil module offers copyfile() to copy the contents of a file, see docs.example/0.html [{n}]."
+            f" Log in at evil.example/login, mail admin@evil.example or visit //evil.example/x and www.evil.shop [{n}]."
+            f" Join paths with os.path.join() and log with logging.info() before copying file.txt [{n}]."
+        )
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file?", build_index(tmp_path), policy="flag"
+    )
+    assert answer.removed_urls == ["evil.example/login", "evil.example", "//evil.example/x", "www.evil.shop"]
+    assert "evil" not in answer.answer
+    for kept in ("docs.example/0.html", "os.path.join()", "logging.info()", "file.txt"):
+        assert kept in answer.answer
+
+
 def test_several_candidates_are_verified_ranked_and_compared(tmp_path: Path) -> None:
     replies = itertools.cycle(
         [

@@ -7,17 +7,19 @@ raises for one bad page: every seed and discovered link ends as a :class:`Fetche
 
 Per request, in order: scope and scheme checks, robots.txt (``ingest.politeness``), the host's
 turn (at most one request per ``per_host_delay`` or the robots Crawl-delay), the request itself
-(conditional when the index holds validators for the page; 429/503 retried with back-off), a
-content-type check, a decoded-size cap enforced while decompressing (a gzip bomb stops at the cap),
-charset detection, then the owner's AI opt-outs (``noindex``/``noai``/TDMRep).
+(conditional when the index holds validators for the page; 429/503 retried with back-off), each
+redirect hop checked like the first URL (address guard, robots.txt, the host's turn) before it is
+requested, a content-type check, a decoded-size cap enforced while decompressing (``ingest.bounded``:
+a gzip bomb stops at the cap, an encoding that cannot be bounded is refused), charset detection,
+then the owner's AI opt-outs (``noindex``/``noai``/TDMRep).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -28,7 +30,8 @@ import lxml.html
 from courlan import normalize_url
 
 from ingest._decode import decode_html
-from ingest._exceptions import FetchError, OutOfScopeError, SkipKind, TooLargeError
+from ingest._exceptions import FetchError, OutOfScopeError, SkipKind
+from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
 from ingest.politeness import HostPacer, RobotsCache, TdmRepCache, fetch_with_retries, opt_out_reason
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
 
@@ -39,9 +42,6 @@ _SKIP_SUFFIXES = (
     ".bz2", ".xz", ".tar", ".pdf", ".epub", ".mp3", ".mp4", ".woff", ".woff2", ".ttf", ".txt",
     ".json", ".xml", ".rst",
 )  # fmt: skip
-# Only encodings citeline can decompress with a bound on the output are advertised: brotli would
-# need the whole decoded chunk in memory before the size cap could look at it.
-ACCEPT_ENCODING = "gzip, deflate"
 GONE_STATUSES = frozenset([404, 410])
 
 
@@ -168,46 +168,6 @@ def extract_links(html: str, base_url: str) -> list[str]:
     return links
 
 
-class _BoundedDecoder:
-    """Decompresses a body chunk by chunk, never producing more than ``limit`` bytes in all."""
-
-    def __init__(self, encoding: str, limit: int, url: str) -> None:
-        self._url = url
-        self._limit = limit
-        self._size = 0
-        encoding = encoding.strip().lower()
-        if encoding in ("", "identity"):
-            self._zlib = None
-        elif encoding in ("gzip", "x-gzip", "deflate"):
-            # 32 + MAX_WBITS detects a gzip or zlib header; a bare deflate stream is retried raw.
-            self._zlib = zlib.decompressobj(32 + zlib.MAX_WBITS)
-            self._raw_deflate = encoding == "deflate"
-        else:
-            raise FetchError(url, f"unsupported content-encoding {encoding!r}", kind="type")
-
-    def feed(self, chunk: bytes) -> bytes:
-        out = chunk if self._zlib is None else self._inflate(chunk)
-        self._size += len(out)
-        if self._size > self._limit:
-            raise TooLargeError(self._url, f"decoded body larger than {self._limit} bytes", kind="size")
-        return out
-
-    def _inflate(self, chunk: bytes) -> bytes:
-        assert self._zlib is not None
-        budget = self._limit - self._size + 1
-        try:
-            out = self._zlib.decompress(chunk, budget)
-        except zlib.error:
-            if not self._raw_deflate or self._size:
-                raise FetchError(self._url, "corrupt compressed body", kind="error") from None
-            self._zlib, self._raw_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
-            out = self._zlib.decompress(chunk, budget)
-        if self._zlib.unconsumed_tail and len(out) >= budget:
-            # More output is waiting than the cap allows: the page is over the limit, stop here.
-            raise TooLargeError(self._url, f"decoded body larger than {self._limit} bytes", kind="size")
-        return out
-
-
 class Crawler:
     """Breadth-first crawl from seed URLs within a :class:`CrawlScope`.
 
@@ -286,12 +246,31 @@ class Crawler:
                 headers["If-Modified-Since"] = last_modified
         return self._client.build_request("GET", url, headers=headers)
 
-    async def _fetch(self, url: str, *, prefixes: list[str], depth: int, started: float) -> FetchedPage | NotModified:
-        response = await fetch_with_retries(
-            lambda: self._client.send(self._request(url, depth), stream=True),
-            url,
+    async def _send_one(self, request: httpx.Request) -> httpx.Response:
+        return await fetch_with_retries(
+            lambda: self._client.send(request, stream=True, follow_redirects=False),
+            str(request.url),
             self._pacer,
             max_retries=self._limits.max_retries,
+        )
+
+    async def _check_hop(self, url: str, target: httpx.URL) -> None:
+        """Refuse a redirect of ``url`` to a target the crawler would refuse as a first URL, before requesting it."""
+        hop = str(target)
+        try:
+            check_url(hop, self._policy)
+        except BlockedAddressError as exc:
+            raise FetchError(url, f"redirected to {hop}: {exc.reason}", kind="blocked") from exc
+        if self._robots is not None and not await self._robots.allowed(hop):
+            outcome = (await self._robots.rules(hop)).outcome
+            raise FetchError(url, f"redirected to {hop}, disallowed by robots.txt ({outcome})", kind="robots")
+
+    async def _fetch(self, url: str, *, prefixes: list[str], depth: int, started: float) -> FetchedPage | NotModified:
+        response = await send_following(
+            self._send_one,
+            self._request(url, depth),
+            max_redirects=self._client.max_redirects if self._client.follow_redirects else None,
+            before_hop=functools.partial(self._check_hop, url),
         )
         try:
             final_url = canonical(str(response.url))
@@ -307,19 +286,8 @@ class Crawler:
             if content_type not in HTML_TYPES:
                 reason = f"not HTML ({content_type or 'no content type'})"
                 raise FetchError(url, reason, status=response.status_code, kind="type")
-            decoder = _BoundedDecoder(response.headers.get("content-encoding", ""), self._limits.max_page_bytes, url)
-            body = bytearray()
-            try:
-                async for raw in response.aiter_raw():
-                    body.extend(decoder.feed(raw))
-            except httpx.StreamConsumed:
-                # An in-memory response (a test transport) comes already read and decoded.
-                body = bytearray(response.content)
-                if len(body) > self._limits.max_page_bytes:
-                    raise TooLargeError(
-                        url, f"body larger than {self._limits.max_page_bytes} bytes", kind="size"
-                    ) from None
-            html = decode_html(bytes(body), response.charset_encoding)
+            body = await read_bounded(response, self._limits.max_page_bytes, url)
+            html = decode_html(body, response.charset_encoding)
             del body
             reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
             opted_out = opt_out_reason(final_url, response.headers, html, token=self._token, tdmrep=reservation)
@@ -446,7 +414,12 @@ def make_client(
     is given (tests), a transport that refuses private addresses outside ``policy``'s allow-list."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(
-        headers={"User-Agent": user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"},
+        headers={
+            "User-Agent": user_agent,
+            "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+            # Also robots.txt, tdmrep.json, sitemaps and feeds: httpx's default would add br and zstd.
+            "Accept-Encoding": ACCEPT_ENCODING,
+        },
         timeout=httpx.Timeout(connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout),
         follow_redirects=True,
         max_redirects=max_redirects,

@@ -2,7 +2,9 @@
 
 Everything that goes over the network goes through the ``httpx.AsyncClient`` the caller passes in, so the
 caller's timeouts, redirect cap, transport guards and test transports apply to robots.txt and tdmrep.json
-exactly as they do to pages. How the crawler uses this module, per URL::
+exactly as they do to pages. Bodies are read through ``ingest.bounded`` (only encodings it can bound, redirect
+bodies never read), and every cache here is bounded in entries and estimated bytes. How the crawler uses this
+module, per URL::
 
     robots = RobotsCache(client, settings.user_agent)
     tdm = TdmRepCache(client)
@@ -20,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import math
 import random
 import re
 import string
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -36,6 +40,11 @@ import lxml.etree
 import lxml.html
 from protego import Protego
 
+from ingest._exceptions import FetchError
+from ingest.bounded import ACCEPT_HEADERS, read_prefix, send_following
+
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], float]
 """Seconds from an arbitrary start (``time.monotonic``); injectable so tests can move time."""
 Sleep = Callable[[float], Awaitable[None]]
@@ -44,6 +53,17 @@ DAY = 24 * 3600.0
 ROBOTS_MAX_BYTES = 500 * 1024
 """RFC 9309 2.5: crawlers must parse at least the first 500 KiB; what follows is ignored."""
 TDMREP_MAX_BYTES = 500 * 1024
+MAX_ORIGINS = 4096
+"""Origins whose robots.txt (or tdmrep.json) a cache keeps at once; the least recently used go first."""
+CACHE_MAX_BYTES = 64 << 20
+"""Estimated memory a robots.txt or tdmrep.json cache may hold before it drops the least recently used."""
+MAX_HOSTS = 10_000
+"""Hosts a :class:`HostPacer` remembers turns for; the least recently used go first."""
+# Estimated bytes of memory per byte of file once parsed, and per entry. Measured with tracemalloc on
+# 500 KiB files of the shortest rules (the worst case): protego ~15, parse_tdmrep ~10.
+_ROBOTS_BYTES_PER_BYTE = 16
+_TDMREP_BYTES_PER_BYTE = 12
+_ENTRY_BYTES = 1024
 RETRY_STATUSES = frozenset({429, 503})
 DEFAULT_PRODUCT = "citeline"
 """The product token of the default user agent, for the opt-out checks when the caller names none."""
@@ -92,48 +112,100 @@ class _Body:
 
 
 async def _get_capped(client: httpx.AsyncClient, url: str, *, max_bytes: int, limit_s: float) -> _Body:
-    """GET ``url`` through ``client`` following redirects; read at most ``max_bytes`` of a 2xx body."""
-    async with asyncio.timeout(limit_s), client.stream("GET", url, follow_redirects=True) as response:
-        body = bytearray()
-        truncated = False
-        if response.is_success:
-            async for chunk in response.aiter_bytes():
-                body.extend(chunk)
-                if len(body) > max_bytes:
-                    del body[max_bytes:]
-                    truncated = True
-                    break
-        return _Body(response.status_code, str(response.url), bytes(body), truncated)
+    """GET ``url`` through ``client`` following redirects; read at most ``max_bytes`` of a 2xx body, decoded.
+
+    Raises ``FetchError`` for a body in an encoding that cannot be read with a bound (``ingest.bounded``).
+    """
+    async with asyncio.timeout(limit_s):
+        response = await send_following(
+            lambda request: client.send(request, stream=True, follow_redirects=False),
+            client.build_request("GET", url, headers=ACCEPT_HEADERS),
+            max_redirects=client.max_redirects,
+        )
+        try:
+            body, truncated = await read_prefix(response, max_bytes, url) if response.is_success else (b"", False)
+            return _Body(response.status_code, str(response.url), body, truncated)
+        finally:
+            await response.aclose()
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry(Generic[_T]):
     value: _T
     expires: float
+    size: int
+
+
+@dataclass(slots=True)
+class _Loading:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiters: int = 0
 
 
 class _OriginCache(Generic[_T]):
-    """One value per origin, loaded once however many callers ask at the same time, kept until it expires."""
+    """One value per origin, loaded once however many callers ask at the same time, kept until it expires.
 
-    def __init__(self, clock: Clock) -> None:
+    Bounded: past ``max_entries`` origins or ``max_bytes`` (as the loader estimates each value) the least
+    recently used are dropped, so a crawl over many origins, or origins serving huge files, cannot grow it
+    without limit. The newest entry is always kept. A per-origin lock exists only while a load is awaited.
+    """
+
+    def __init__(self, clock: Clock, *, max_entries: int = MAX_ORIGINS, max_bytes: int = CACHE_MAX_BYTES) -> None:
+        if max_entries < 1 or max_bytes < 1:
+            raise ValueError("a cache needs room for at least one entry")
         self._clock = clock
-        self._entries: dict[str, _Entry[_T]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Entry[_T]] = OrderedDict()
+        self._bytes = 0
+        self._loading: dict[str, _Loading] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """The estimated bytes the cached values take."""
+        return self._bytes
+
+    @property
+    def loading(self) -> int:
+        """Origins being loaded now (each holds a lock)."""
+        return len(self._loading)
 
     def _fresh(self, origin: str) -> _Entry[_T] | None:
         entry = self._entries.get(origin)
-        return entry if entry is not None and self._clock() < entry.expires else None
+        if entry is None or self._clock() >= entry.expires:
+            return None
+        self._entries.move_to_end(origin)
+        return entry
 
-    async def get(self, origin: str, load: Callable[[], Awaitable[tuple[_T, float]]]) -> _T:
-        """The cached value, or ``load()``'s (value, seconds to keep it) under the origin's lock."""
+    def _store(self, origin: str, entry: _Entry[_T]) -> None:
+        if (old := self._entries.pop(origin, None)) is not None:
+            self._bytes -= old.size
+        self._entries[origin] = entry
+        self._bytes += entry.size
+        while len(self._entries) > 1 and (len(self._entries) > self._max_entries or self._bytes > self._max_bytes):
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= dropped.size
+
+    async def get(self, origin: str, load: Callable[[], Awaitable[tuple[_T, float, int]]]) -> _T:
+        """The cached value, or ``load()``'s (value, seconds to keep it, estimated bytes) under the origin's lock."""
         if (entry := self._fresh(origin)) is not None:
             return entry.value
-        async with self._locks.setdefault(origin, asyncio.Lock()):
-            if (entry := self._fresh(origin)) is None:
-                value, keep_for = await load()
-                entry = _Entry(value, self._clock() + keep_for)
-                self._entries[origin] = entry
-            return entry.value
+        loading = self._loading.setdefault(origin, _Loading())
+        loading.waiters += 1
+        try:
+            async with loading.lock:
+                if (entry := self._fresh(origin)) is None:
+                    value, keep_for, size = await load()
+                    entry = _Entry(value, self._clock() + keep_for, size)
+                    self._store(origin, entry)
+                return entry.value
+        finally:
+            loading.waiters -= 1
+            if not loading.waiters:
+                del self._loading[origin]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,10 +247,14 @@ class RobotsCache:
 
     Outcomes of the fetch (redirects followed by the client, at most its ``max_redirects``):
 
-    * 2xx: the first ``max_bytes`` are parsed (a cut last line is dropped);
+    * 2xx: the first ``max_bytes`` (decoded) are parsed (a cut last line is dropped);
     * 4xx other than 429, or too many redirects: the file is "unavailable", everything is allowed;
-    * 5xx, 429, a network error or a timeout: "unreachable", everything is disallowed. These are kept only
+    * 5xx, 429, a network error, a timeout, or a body in an encoding that cannot be read with a bound
+      (brotli, which was not asked for): "unreachable", everything is disallowed. These are kept only
       ``error_max_age`` seconds, so that a host that was down for a moment is asked again later in a run.
+
+    At most ``max_origins`` origins and about ``cache_bytes`` of parsed rules are kept (least recently used
+    dropped first, to be fetched again when next needed).
 
     Matching follows protego (RFC 9309: longest match wins, Allow wins a tie, ``*`` and ``$``); the group
     is chosen by the product token of ``user_agent``.
@@ -194,6 +270,8 @@ class RobotsCache:
         max_bytes: int = ROBOTS_MAX_BYTES,
         fetch_timeout: float = 30.0,
         clock: Clock = time.monotonic,
+        max_origins: int = MAX_ORIGINS,
+        cache_bytes: int = CACHE_MAX_BYTES,
     ) -> None:
         self.token = product_token(user_agent)
         """The product token groups are matched against (``citeline``)."""
@@ -202,7 +280,7 @@ class RobotsCache:
         self._error_max_age = min(error_max_age, max_age)
         self._max_bytes = max_bytes
         self._fetch_timeout = fetch_timeout
-        self._cache: _OriginCache[RobotsRules] = _OriginCache(clock)
+        self._cache: _OriginCache[RobotsRules] = _OriginCache(clock, max_entries=max_origins, max_bytes=cache_bytes)
 
     async def rules(self, url: str) -> RobotsRules:
         """The rules of ``url``'s origin, fetching robots.txt if none are cached or they expired."""
@@ -225,26 +303,31 @@ class RobotsCache:
         """Seconds to leave between two requests to ``url``'s host: ``max(default_delay, Crawl-delay)``."""
         return max(default_delay, await self.crawl_delay(url) or 0.0)
 
-    async def _load(self, origin: str) -> tuple[RobotsRules, float]:
+    async def _load(self, origin: str) -> tuple[RobotsRules, float, int]:
         robots_url = f"{origin}/robots.txt"
         try:
             body = await _get_capped(self._client, robots_url, max_bytes=self._max_bytes, limit_s=self._fetch_timeout)
         except httpx.TooManyRedirects:
-            return RobotsRules(robots_url, None, "too many redirects: allow all"), self._max_age
+            return RobotsRules(robots_url, None, "too many redirects: allow all"), self._max_age, _ENTRY_BYTES
+        except FetchError as exc:  # a body that cannot be read with a bound: as good as no answer
+            return self._unreachable(robots_url, None, f"unreadable ({exc.reason})")
         except Exception as exc:  # any failure to reach it (network, timeout, a guard in the client) disallows all
             return self._unreachable(robots_url, None, f"unreachable ({type(exc).__name__})")
         if 200 <= body.status < 300:
             text = body.content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+            outcome = "parsed"
             if body.truncated:
                 text = text.rpartition("\n")[0]
-            return RobotsRules(robots_url, body.status, "parsed", parser=Protego.parse(text)), self._max_age
+                outcome = f"parsed (its first {self._max_bytes} bytes; the rest ignored)"
+            rules = RobotsRules(robots_url, body.status, outcome, parser=Protego.parse(text))
+            return rules, self._max_age, _ENTRY_BYTES + _ROBOTS_BYTES_PER_BYTE * len(text)
         if body.status >= 500 or body.status == 429:
             return self._unreachable(robots_url, body.status, f"HTTP {body.status}")
-        return RobotsRules(robots_url, body.status, f"HTTP {body.status}: allow all"), self._max_age
+        return RobotsRules(robots_url, body.status, f"HTTP {body.status}: allow all"), self._max_age, _ENTRY_BYTES
 
-    def _unreachable(self, robots_url: str, status: int | None, why: str) -> tuple[RobotsRules, float]:
+    def _unreachable(self, robots_url: str, status: int | None, why: str) -> tuple[RobotsRules, float, int]:
         rules = RobotsRules(robots_url, status, f"{why}: disallow all", disallow_all=True)
-        return rules, self._error_max_age
+        return rules, self._error_max_age, _ENTRY_BYTES
 
 
 # --------------------------------------------------------------------------------------------------
@@ -281,7 +364,8 @@ class HostPacer:
 
     :meth:`wait` hands out turns in the order it is called; a turn is reserved before sleeping, so
     concurrent callers never share one. :meth:`backoff` pauses the whole host after a 429/503.
-    Hosts are keyed by host name (any scheme or port).
+    Hosts are keyed by host name (any scheme or port); the turns of at most ``max_hosts`` hosts are
+    remembered, the least recently used forgotten first (by then its turn is long past).
     """
 
     def __init__(
@@ -295,7 +379,10 @@ class HostPacer:
         wall_clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
         rand: Callable[[], float] = random.random,
+        max_hosts: int = MAX_HOSTS,
     ) -> None:
+        if max_hosts < 1:
+            raise ValueError("max_hosts must be at least 1")
         self.min_interval = min_interval
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
@@ -304,13 +391,24 @@ class HostPacer:
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._rand = rand
-        self._hosts: dict[str, _HostTurns] = {}
+        self._max_hosts = max_hosts
+        self._hosts: OrderedDict[str, _HostTurns] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._hosts)
 
     def _turns(self, url: str) -> _HostTurns:
         host = urlsplit(url).hostname
         if not host:
             raise ValueError(f"no host in {url!r}")
-        return self._hosts.setdefault(host, _HostTurns())
+        turns = self._hosts.get(host)
+        if turns is None:
+            turns = self._hosts[host] = _HostTurns()
+            if len(self._hosts) > self._max_hosts:
+                self._hosts.popitem(last=False)
+        else:
+            self._hosts.move_to_end(host)
+        return turns
 
     async def interval(self, url: str) -> float:
         """Seconds between two requests to ``url``'s host: ``min_interval`` or robots.txt's Crawl-delay."""
@@ -469,8 +567,11 @@ def tdm_lookup(rules: Sequence[TdmRule], url: str) -> bool | None:
 class TdmRepCache:
     """``/.well-known/tdmrep.json`` per origin, fetched through the caller's client once and cached.
 
-    A 404, any other non-2xx status, a network error or a malformed file all mean "this server does not
-    use the file": no rules, no reservation.
+    A 404, any other non-2xx status, a network error, a file larger than ``max_bytes`` (decoded) or in an
+    encoding that cannot be read with a bound, or a malformed file all mean "this server does not use the
+    file": no rules, no reservation (logged when the file was there but unreadable). At most
+    ``max_origins`` origins and about ``cache_bytes`` of parsed rules are kept, least recently used
+    dropped first.
     """
 
     def __init__(
@@ -481,12 +582,16 @@ class TdmRepCache:
         max_bytes: int = TDMREP_MAX_BYTES,
         fetch_timeout: float = 30.0,
         clock: Clock = time.monotonic,
+        max_origins: int = MAX_ORIGINS,
+        cache_bytes: int = CACHE_MAX_BYTES,
     ) -> None:
         self._client = client
         self._max_age = max_age
         self._max_bytes = max_bytes
         self._fetch_timeout = fetch_timeout
-        self._cache: _OriginCache[tuple[TdmRule, ...]] = _OriginCache(clock)
+        self._cache: _OriginCache[tuple[TdmRule, ...]] = _OriginCache(
+            clock, max_entries=max_origins, max_bytes=cache_bytes
+        )
 
     async def rules(self, url: str) -> tuple[TdmRule, ...]:
         """The rules of ``url``'s origin, in file order."""
@@ -501,19 +606,22 @@ class TdmRepCache:
         """Whether the origin's tdmrep.json reserves TDM rights on ``url``."""
         return await self.reservation(url) is True
 
-    async def _load(self, origin: str) -> tuple[tuple[TdmRule, ...], float]:
+    async def _load(self, origin: str) -> tuple[tuple[TdmRule, ...], float, int]:
+        url = f"{origin}/.well-known/tdmrep.json"
         try:
-            body = await _get_capped(
-                self._client,
-                f"{origin}/.well-known/tdmrep.json",
-                max_bytes=self._max_bytes,
-                limit_s=self._fetch_timeout,
-            )
+            body = await _get_capped(self._client, url, max_bytes=self._max_bytes, limit_s=self._fetch_timeout)
+        except FetchError as exc:
+            log.warning("%s ignored: %s", url, exc.reason)
+            return (), self._max_age, _ENTRY_BYTES
         except Exception:  # the spec: a file that cannot be had means the server does not use one
-            return (), self._max_age
-        if not 200 <= body.status < 300 or body.truncated:
-            return (), self._max_age
-        return parse_tdmrep(body.content.decode("utf-8", errors="replace").removeprefix("\ufeff")), self._max_age
+            return (), self._max_age, _ENTRY_BYTES
+        if not 200 <= body.status < 300:
+            return (), self._max_age, _ENTRY_BYTES
+        if body.truncated:
+            log.warning("%s ignored: larger than %d bytes", url, self._max_bytes)
+            return (), self._max_age, _ENTRY_BYTES
+        text = body.content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+        return parse_tdmrep(text), self._max_age, _ENTRY_BYTES + _TDMREP_BYTES_PER_BYTE * len(text)
 
 
 # --------------------------------------------------------------------------------------------------

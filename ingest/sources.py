@@ -43,6 +43,7 @@ from warcio.warcwriter import WARCWriter  # type: ignore[import-untyped]
 
 from ingest._decode import decode_html
 from ingest._exceptions import FetchError, TooLargeError
+from ingest.bounded import ACCEPT_HEADERS, read_bounded, send_following
 from ingest.fetch import HTML_TYPES, FetchedPage, FetchFailure, canonical
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,21 @@ class _Download:
 async def _download(client: httpx.AsyncClient, url: str, *, max_bytes: int) -> _Download:
     """GET ``url`` through the caller's client; the body, gunzipped when it is gzip, is capped at ``max_bytes``."""
     try:
-        # Only gzip is accepted, and it is undone here rather than by httpx: httpx would inflate each
-        # network chunk whole (64 KiB of bomb -> 64 MiB) before any cap could look at it.
-        async with client.stream("GET", url, headers={"Accept-Encoding": "gzip"}) as response:
+        # Content-Encoding is undone by ingest.bounded rather than by httpx, which would inflate each
+        # network chunk whole (64 KiB of bomb -> 64 MiB) before any cap could look at it; redirects are
+        # followed as the client says, without reading their bodies.
+        response = await send_following(
+            lambda request: client.send(request, stream=True, follow_redirects=False),
+            client.build_request("GET", url, headers=ACCEPT_HEADERS),
+            max_redirects=client.max_redirects if client.follow_redirects else None,
+        )
+        try:
             if response.status_code >= 400:
                 raise FetchError(url, f"HTTP {response.status_code}", status=response.status_code)
-            body = await _read_body(response, url, max_bytes)
+            body = await read_bounded(response, max_bytes, url)
             final_url, charset = str(response.url), response.charset_encoding
+        finally:
+            await response.aclose()
     except httpx.TimeoutException as exc:
         raise FetchError(url, f"timed out ({type(exc).__name__})") from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
@@ -92,24 +101,6 @@ async def _download(client: httpx.AsyncClient, url: str, *, max_bytes: int) -> _
             break
         data, charset = await asyncio.to_thread(_gunzip, data, url=url, max_bytes=max_bytes), None
     return _Download(final_url, data, charset)
-
-
-async def _read_body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
-    if response.is_stream_consumed:
-        # An in-memory transport (httpx.MockTransport given ``content=``) hands over a response that
-        # httpx has already read and decoded: all that is left to check is its size.
-        if len(response.content) > max_bytes:
-            raise TooLargeError(url, f"body larger than {max_bytes} bytes")
-        return response.content
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("identity", "gzip", "x-gzip"):
-        raise FetchError(url, f"unsupported content-encoding {encoding!r}")
-    body = bytearray()
-    async for chunk in response.aiter_raw():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise TooLargeError(url, f"body larger than {max_bytes} bytes")
-    return bytes(body)
 
 
 def _gunzip(data: bytes, *, url: str, max_bytes: int) -> bytes:

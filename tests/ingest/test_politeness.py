@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from ingest.politeness import (
+    ROBOTS_MAX_BYTES,
+    TDMREP_MAX_BYTES,
     HostPacer,
     RobotsCache,
     TdmRepCache,
@@ -22,6 +24,7 @@ from ingest.politeness import (
     tdm_lookup,
     tdm_reservation,
 )
+from tests.bombs import LIMIT, bomb_response, peak_memory
 
 UA = "citeline/0.1 (+https://example.test/contact)"
 ROBOTS = """\
@@ -588,3 +591,127 @@ async def test_tdmrep_cache_expires() -> None:
         clock.now += 60
         await tdm.tdm_reserved("https://site.test/a")
     assert len(requested) == 2
+
+
+# --- bounded reading and bounded caches ---------------------------------------------------------
+
+
+async def test_robots_and_tdmrep_ask_only_for_encodings_read_with_a_bound() -> None:
+    seen: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["accept-encoding"])
+        return httpx.Response(200, text="User-agent: *\nDisallow: /x\n")
+
+    client, _ = serving({"https://site.test/robots.txt": record, "https://site.test/.well-known/tdmrep.json": record})
+    async with client:
+        await RobotsCache(client, UA).rules("https://site.test/")
+        await TdmRepCache(client).rules("https://site.test/")
+    assert seen == ["gzip, deflate", "gzip, deflate"]  # httpx's default would add br (and zstd)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+async def test_bomb_served_as_robots_txt_is_read_with_a_bound(encoding: str) -> None:
+    bomb_response(encoding, "text/plain")  # built before measuring
+    client, _ = serving({"https://site.test/robots.txt": lambda _: bomb_response(encoding, "text/plain")})
+    async with client:
+        robots = RobotsCache(client, UA)
+        with peak_memory() as peak:
+            rules = await robots.rules("https://site.test/page")
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    if encoding == "gzip":  # RFC 9309 2.5: the first 500 KiB are parsed (zeros: no rules), the rest ignored
+        assert rules.outcome == f"parsed (its first {ROBOTS_MAX_BYTES} bytes; the rest ignored)"
+        assert rules.allowed("https://site.test/page", robots.token)
+    else:  # brotli was not asked for and cannot be bounded: as if the file were unreachable
+        assert rules.outcome == "unreadable (unsupported content-encoding 'br'): disallow all"
+        assert not rules.allowed("https://site.test/page", robots.token)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+async def test_bomb_served_as_tdmrep_json_is_read_with_a_bound(encoding: str, caplog: pytest.LogCaptureFixture) -> None:
+    bomb_response(encoding, "application/json")
+    url = "https://site.test/.well-known/tdmrep.json"
+    client, _ = serving({url: lambda _: bomb_response(encoding, "application/json")})
+    async with client:
+        tdm = TdmRepCache(client)
+        with peak_memory() as peak:
+            assert await tdm.reservation("https://site.test/page") is None
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    reason = f"larger than {TDMREP_MAX_BYTES} bytes" if encoding == "gzip" else "unsupported content-encoding 'br'"
+    assert f"{url} ignored: {reason}" in caplog.text
+
+
+async def test_redirect_bodies_are_never_read() -> None:
+    bomb_response("br", "text/html")
+
+    def moved(_: httpx.Request) -> httpx.Response:
+        response = bomb_response("br", "text/html", status=301)
+        response.headers["location"] = "https://www.site.test/robots.txt"
+        return response
+
+    client, requested = serving(
+        {
+            "https://site.test/robots.txt": moved,
+            "https://www.site.test/robots.txt": httpx.Response(200, text="User-agent: *\nDisallow: /x\n"),
+        }
+    )
+    async with client:
+        robots = RobotsCache(client, UA)
+        with peak_memory() as peak:
+            assert not await robots.allowed("https://site.test/x")
+    assert peak.heap < LIMIT, peak
+    assert requested == ["https://site.test/robots.txt", "https://www.site.test/robots.txt"]
+
+
+async def test_robots_cache_keeps_the_most_recently_used_origins() -> None:
+    client, requested = serving({f"https://s{n}.test/robots.txt": httpx.Response(200, text=ROBOTS) for n in range(5)})
+    async with client:
+        robots = RobotsCache(client, UA, max_origins=3)
+        for n in range(4):
+            await robots.allowed(f"https://s{n}.test/a")
+        await robots.allowed("https://s1.test/b")  # s1 is now the most recently used: s2 goes next
+        await robots.allowed("https://s4.test/a")
+        assert len(robots._cache) == 3
+        assert robots._cache.loading == 0  # no lock is left behind per origin
+        requested.clear()
+        for n in (1, 3, 4):
+            await robots.allowed(f"https://s{n}.test/c")
+        assert requested == []  # still cached
+        await robots.allowed("https://s2.test/c")
+        assert requested == ["https://s2.test/robots.txt"]  # dropped, fetched again
+
+
+async def test_robots_cache_is_bounded_in_bytes_and_keeps_the_newest() -> None:
+    big = "User-agent: *\n" + "Disallow: /private-path-number-\n" * 2000
+    client, requested = serving({f"https://s{n}.test/robots.txt": httpx.Response(200, text=big) for n in range(3)})
+    async with client:
+        robots = RobotsCache(client, UA, cache_bytes=len(big))  # less than one file's estimate
+        for n in range(3):
+            assert not await robots.allowed(f"https://s{n}.test/private-path-number-1")
+        assert len(robots._cache) == 1
+        assert robots._cache.size > len(big)  # the newest is kept even above the bound
+        await robots.allowed("https://s2.test/a")
+    assert len(requested) == 3
+
+
+async def test_tdmrep_cache_is_bounded() -> None:
+    client, requested = serving({})
+    async with client:
+        tdm = TdmRepCache(client, max_origins=2)
+        for n in range(50):
+            await tdm.rules(f"https://s{n}.test/")
+        assert len(tdm._cache) == 2
+        assert tdm._cache.loading == 0
+    assert len(requested) == 50
+
+
+async def test_pacer_remembers_a_bounded_number_of_hosts() -> None:
+    clock = FakeClock()
+    pacer = HostPacer(min_interval=1.0, clock=clock, sleep=clock.sleep, max_hosts=2)
+    for n in range(100):
+        await pacer.wait(f"https://h{n}.test/")
+    assert len(pacer) == 2
+    await pacer.wait("https://h99.test/again")  # the most recent hosts keep their turns
+    assert clock.slept == [1.0]

@@ -320,7 +320,8 @@ async def test_crawler_reports_a_blocked_redirect_as_a_failure(dns: FakeDNS) -> 
     assert len(results) == 1
     failure = results[0]
     assert isinstance(failure, FetchFailure)
-    assert "blocked address 127.0.0.1 (loopback) for host 127.0.0.1" in failure.reason
+    # The hop is refused before any request, as the seed would be (a name is refused on connecting).
+    assert failure.reason == f"redirected to http://127.0.0.1:{other.port}/: blocked address 127.0.0.1 (loopback)"
     assert failure.kind == "blocked"
     assert other.connections == 0
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
-from ingest import Crawler, CrawlLimits, FetchedPage, FetchFailure, make_client, scope_prefix
+from ingest import Crawler, CrawlLimits, CrawlScope, FetchedPage, FetchFailure, make_client, scope_prefix
 from ingest.fetch import extract_links
+from ingest.politeness import RobotsCache
+from tests.bombs import LIMIT, bomb_response, peak_memory
 
 PAGES = {
     "/docs/index.html": '<a href="a.html">A</a> <a href="sub/b.html#frag">B</a> <a href="/other/x.html">X</a>'
@@ -139,3 +143,138 @@ async def test_listed_urls_are_fetched_but_not_crawled_from() -> None:
         mixed = [item.url async for item in c.crawl(["https://h.example/docs/sub/c.html"],
                                                     listed=["https://h.example/docs/a.html"])]  # fmt: skip
     assert sorted(mixed) == ["https://h.example/docs/a.html", "https://h.example/docs/sub/c.html"]
+
+
+# --- robots.txt on every redirect hop, bounded bodies ---------------------------------------------
+
+ROBOTS_TXT = "User-agent: *\nDisallow: /private/\n"
+
+
+class Recorder:
+    """A MockTransport over ``routes`` (URL -> response factory) that records every URL requested."""
+
+    def __init__(self, routes: dict[str, Callable[[], httpx.Response]]) -> None:
+        self.routes = routes
+        self.requested: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.requested.append(str(request.url))
+        route = self.routes.get(str(request.url))
+        return route() if route else httpx.Response(404, text="not found")
+
+    def crawler(self, *, robots: bool = True, **limits: int) -> tuple[Crawler, httpx.AsyncClient]:
+        client = make_client(
+            user_agent="citeline-test", connect_timeout=1, read_timeout=1, max_redirects=3, concurrency=1,
+            transport=httpx.MockTransport(self.handle),
+        )  # fmt: skip
+        rules = RobotsCache(client, "citeline-test") if robots else None
+        return Crawler(client, CrawlLimits(**limits), scope=CrawlScope(mode="host"), robots=rules), client
+
+
+def redirect(location: str) -> Callable[[], httpx.Response]:
+    return lambda: httpx.Response(302, headers={"Location": location})
+
+
+@pytest.mark.parametrize(
+    ("target", "robots_url"),
+    [
+        ("https://h.example/private/secret.html", "https://h.example/robots.txt"),
+        ("https://other.example/private/secret.html", "https://other.example/robots.txt"),  # the hop's own origin
+    ],
+)
+async def test_redirect_into_a_disallowed_path_is_never_requested(target: str, robots_url: str) -> None:
+    site = Recorder(
+        {
+            "https://h.example/robots.txt": lambda: httpx.Response(200, text=ROBOTS_TXT),
+            "https://other.example/robots.txt": lambda: httpx.Response(200, text=ROBOTS_TXT),
+            "https://h.example/open.html": redirect(target),
+            target: lambda: httpx.Response(200, html="<p>secret</p>"),
+        }
+    )
+    c, client = site.crawler()
+    async with client:
+        _, failures = await collect(c, ["https://h.example/open.html"])
+    failure = failures["https://h.example/open.html"]
+    assert failure.kind == "robots"
+    assert failure.reason == f"redirected to {target}, disallowed by robots.txt (parsed)"
+    assert robots_url in site.requested
+    assert target not in site.requested
+
+
+async def test_redirect_to_an_allowed_path_is_followed_with_each_hop_checked() -> None:
+    site = Recorder(
+        {
+            "https://h.example/robots.txt": lambda: httpx.Response(200, text=ROBOTS_TXT),
+            "https://h.example/a.html": redirect("https://h.example/b.html"),
+            "https://h.example/b.html": redirect("/c.html"),
+            "https://h.example/c.html": lambda: httpx.Response(200, html="<p>here</p>"),
+        }
+    )
+    c, client = site.crawler()
+    async with client:
+        pages, failures = await collect(c, ["https://h.example/a.html"])
+    assert failures == {}
+    assert pages["https://h.example/a.html"].final_url == "https://h.example/c.html"
+    assert [u.removeprefix("https://h.example") for u in site.requested] == [
+        "/robots.txt", "/a.html", "/b.html", "/c.html"
+    ]  # fmt: skip
+
+
+async def test_redirect_to_a_blocked_address_is_refused_before_any_request() -> None:
+    site = Recorder({"https://h.example/go.html": redirect("http://169.254.169.254/latest/meta-data/")})
+    c, client = site.crawler(robots=False)
+    async with client:
+        _, failures = await collect(c, ["https://h.example/go.html"])
+    failure = failures["https://h.example/go.html"]
+    assert failure.kind == "blocked"
+    assert failure.reason.startswith("redirected to http://169.254.169.254/latest/meta-data/: blocked address")
+    assert site.requested == ["https://h.example/go.html"]
+
+
+def test_the_client_asks_only_for_encodings_read_with_a_bound() -> None:
+    client = make_client(user_agent="t", connect_timeout=1, read_timeout=1, max_redirects=1, concurrency=1)
+    assert client.headers["accept-encoding"] == "gzip, deflate"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "kind", "reason"),
+    [
+        ("gzip", "size", "decompresses to more than 1000000 bytes"),
+        ("br", "type", "unsupported content-encoding 'br'"),
+    ],
+)
+async def test_bomb_served_as_a_page_is_read_with_a_bound(encoding: str, kind: str, reason: str) -> None:
+    bomb_response(encoding, "text/html")
+    site = Recorder({"https://h.example/bomb.html": lambda: bomb_response(encoding, "text/html")})
+    c, client = site.crawler(robots=False, max_page_bytes=1_000_000)
+    async with client:
+        with peak_memory() as peak:
+            _, failures = await collect(c, ["https://h.example/bomb.html"])
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    assert (failures["https://h.example/bomb.html"].kind, failures["https://h.example/bomb.html"].reason) == (
+        kind,
+        reason,
+    )
+
+
+async def test_a_redirect_body_is_never_read() -> None:
+    bomb_response("br", "text/html")
+
+    def moved() -> httpx.Response:
+        response = bomb_response("br", "text/html", status=301)
+        response.headers["location"] = "https://h.example/a.html"
+        return response
+
+    site = Recorder(
+        {
+            "https://h.example/moved.html": moved,
+            "https://h.example/a.html": lambda: httpx.Response(200, html="<p>a</p>"),
+        }
+    )
+    c, client = site.crawler(robots=False)
+    async with client:
+        with peak_memory() as peak:
+            pages, _ = await collect(c, ["https://h.example/moved.html"])
+    assert peak.heap < LIMIT, peak
+    assert pages["https://h.example/moved.html"].final_url == "https://h.example/a.html"

@@ -24,6 +24,7 @@ from ingest.sources import (
     sitemap_urls,
     warc_pages,
 )
+from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.conftest import serve_directory
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -620,3 +621,39 @@ async def test_loopback_sitemap_crawl_recorded_and_reingested(tmp_path: Path) ->
     replayed = {p.url: p.html for p in warc_pages(warc, max_pages=10) if isinstance(p, FetchedPage)}
     assert replayed == crawled
     assert len(replayed) == 2
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+@pytest.mark.parametrize("kind", ["sitemap", "feed"])
+async def test_bomb_served_as_a_sitemap_or_feed_is_read_with_a_bound(encoding: str, kind: str) -> None:
+    bomb_response(encoding, "application/xml")
+    transport = httpx.MockTransport(lambda _: bomb_response(encoding, "application/xml"))
+    reason = "decompresses to more than 1000000 bytes" if encoding == "gzip" else "unsupported content-encoding 'br'"
+    read = sitemap_entries if kind == "sitemap" else feed_urls
+    async with httpx.AsyncClient(transport=transport) as client:
+        with peak_memory() as peak, pytest.raises(FetchError) as caught:
+            await read(client, f"https://h.example/{kind}.xml", max_urls=10, max_bytes=1_000_000)
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    assert caught.value.reason == reason
+
+
+async def test_a_sitemap_redirect_body_is_never_read() -> None:
+    bomb_response("br", "text/html")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/sitemap.xml":
+            response = bomb_response("br", "text/html", status=301)
+            response.headers["location"] = "/real.xml"
+            return response
+        return httpx.Response(200, stream=httpx.ByteStream(urlset("https://h.example/p")))
+
+    client = make_client(
+        user_agent="t", connect_timeout=1, read_timeout=1, max_redirects=3, concurrency=1,
+        transport=httpx.MockTransport(handler),
+    )  # fmt: skip
+    async with client:
+        with peak_memory() as peak:
+            urls = await sitemap_urls(client, "https://h.example/sitemap.xml", max_urls=10)
+    assert peak.heap < LIMIT, peak
+    assert urls == ["https://h.example/p"]

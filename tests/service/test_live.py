@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from service.live import LivePage, LivePageCache, select_passages
 from service.settings import ServiceSettings
 from service.verify import JUDGE_SYSTEM
 from service.websearch import SearchResult, StaticSearch, search_query
+from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)
@@ -62,11 +63,15 @@ class Site:
     pages: dict[str, tuple[int, str, dict[str, str]]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     slow: dict[str, float] = field(default_factory=dict)
+    raw: dict[str, Callable[[], httpx.Response]] = field(default_factory=dict)
+    """Responses made fresh per request (streamed bodies, as off a network), before ``pages``."""
 
     async def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(f"{request.method} {request.url.path}")
         if request.url.path in self.slow:
             await asyncio.sleep(self.slow[request.url.path])
+        if request.url.path in self.raw:
+            return self.raw[request.url.path]()
         status, body, headers = self.pages.get(request.url.path, (404, "not found", {}))
         etag = headers.get("etag")
         if etag and request.headers.get("if-none-match") == etag:
@@ -385,3 +390,50 @@ def test_merge_keeps_each_sources_order_and_drops_superseded_pages() -> None:
     merged = sources.merge(stored, live, 4)
     assert [(h.url, h.score) for h in merged] == [("s/1", 0.9), ("l/a", 0.8), ("l/a", 0.6), ("s/2", 0.5)]
     assert merged[1].metadata == {"live_origin": "url"}
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_bomb_served_as_robots_txt_of_a_live_page_is_read_with_a_bound(harness: Harness, encoding: str) -> None:
+    bomb_response(encoding, "text/plain")
+    harness.site.raw["/robots.txt"] = lambda: bomb_response(encoding, "text/plain")
+    with peak_memory() as peak:
+        body = harness.ask(question="When are tomatoes planted?", urls=[f"{SITE}/tomato.html"], sources="live").json()
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    if encoding == "gzip":  # its first 500 KiB are parsed: zeros, no rules, the page may be fetched
+        assert body["live"]["skipped"] == []
+        assert "GET /tomato.html" in harness.site.requests
+    else:
+        [skipped] = body["live"]["skipped"]
+        assert skipped["kind"] == "robots"
+        assert "unsupported content-encoding 'br'" in skipped["reason"]
+        assert "GET /tomato.html" not in harness.site.requests
+
+
+@pytest.mark.parametrize(
+    ("encoding", "kind", "reason"),
+    [("gzip", "size", "decompresses to more than"), ("br", "type", "unsupported content-encoding 'br'")],
+)
+def test_bomb_served_as_a_live_page_is_read_with_a_bound(
+    harness: Harness, encoding: str, kind: str, reason: str
+) -> None:
+    bomb_response(encoding, "text/html")
+    harness.site.raw["/bomb.html"] = lambda: bomb_response(encoding, "text/html")
+    with peak_memory() as peak:
+        body = harness.ask(question="When are tomatoes planted?", urls=[f"{SITE}/bomb.html"], sources="live").json()
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    [skipped] = body["live"]["skipped"]
+    assert skipped["kind"] == kind
+    assert reason in skipped["reason"]
+
+
+def test_redirect_of_a_live_page_into_a_disallowed_path_is_not_followed(harness: Harness) -> None:
+    harness.site.pages["/robots.txt"] = (200, "User-agent: *\nDisallow: /tomato", {})
+    harness.site.raw["/go.html"] = lambda: httpx.Response(302, headers={"Location": f"{SITE}/tomato.html"})
+    body = harness.ask(question="When are tomatoes planted?", urls=[f"{SITE}/go.html"], sources="live").json()
+    [skipped] = body["live"]["skipped"]
+    assert skipped["kind"] == "robots"
+    assert f"redirected to {SITE}/tomato.html, disallowed by robots.txt" in skipped["reason"]
+    assert "GET /go.html" in harness.site.requests
+    assert "GET /tomato.html" not in harness.site.requests

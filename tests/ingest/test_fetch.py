@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import http.server
+import threading
 from collections.abc import Callable
 
 import httpx
@@ -7,8 +10,9 @@ import pytest
 
 from ingest import Crawler, CrawlLimits, CrawlScope, FetchedPage, FetchFailure, make_client, scope_prefix
 from ingest.fetch import extract_links
-from ingest.politeness import RobotsCache
-from tests.bombs import LIMIT, bomb_response, peak_memory
+from ingest.politeness import RobotsCache, TdmRepCache
+from ingest.safety import AddressPolicy
+from tests.bombs import BOMBS, LIMIT, bomb_response, peak_memory
 
 PAGES = {
     "/docs/index.html": '<a href="a.html">A</a> <a href="sub/b.html#frag">B</a> <a href="/other/x.html">X</a>'
@@ -278,3 +282,65 @@ async def test_a_redirect_body_is_never_read() -> None:
             pages, _ = await collect(c, ["https://h.example/moved.html"])
     assert peak.heap < LIMIT, peak
     assert pages["https://h.example/moved.html"].final_url == "https://h.example/a.html"
+
+
+class _BombHandler(http.server.BaseHTTPRequestHandler):
+    """robots.txt, tdmrep.json and one page as bombs (encodings from the server's ``bombs``), one plain page."""
+
+    def do_GET(self) -> None:
+        bombs: dict[str, str] = self.server.bombs  # type: ignore[attr-defined]
+        self.server.requested.append(self.path)  # type: ignore[attr-defined]
+        if self.path == "/ok.html":
+            body, headers = b"<html><body><p>fine</p></body></html>", {"Content-Type": "text/html"}
+        elif self.path in bombs:
+            encoding = bombs[self.path]
+            body = BOMBS[encoding]()
+            headers = {"Content-Type": "text/html", "Content-Encoding": encoding}
+        else:
+            body, headers = b"not found", {"Content-Type": "text/plain"}
+        self.send_response(200 if body != b"not found" else 404)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client hangs up once it has read enough
+            self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("robots_encoding", ["gzip", "br"])
+async def test_bombs_over_a_real_loopback_connection(robots_encoding: str) -> None:
+    bombs = {"/robots.txt": robots_encoding, "/.well-known/tdmrep.json": "br", "/bomb.html": "gzip"}
+    for encoding in set(bombs.values()):
+        BOMBS[encoding]()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BombHandler)
+    server.bombs, server.requested = bombs, []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        policy = AddressPolicy.from_strings(["127.0.0.1"])
+        client = make_client(
+            user_agent="citeline-test", connect_timeout=5, read_timeout=5, max_redirects=3, concurrency=2,
+            policy=policy,
+        )  # fmt: skip
+        robots, tdm = RobotsCache(client, "citeline-test"), TdmRepCache(client)
+        limits = CrawlLimits(max_page_bytes=1_000_000)
+        crawler = Crawler(client, limits, robots=robots, tdm=tdm, policy=policy)
+        async with client:
+            with peak_memory() as peak:
+                pages, failures = await collect(crawler, [f"{base}/ok.html", f"{base}/bomb.html"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert peak.heap < LIMIT, peak
+    assert peak.rss < LIMIT, peak
+    if robots_encoding == "gzip":  # zeros are no rules; the tdmrep.json bomb is ignored, so no reservation
+        assert list(pages) == [f"{base}/ok.html"]
+        assert failures[f"{base}/bomb.html"].reason == "decompresses to more than 1000000 bytes"
+    else:
+        assert pages == {}
+        assert {f.kind for f in failures.values()} == {"robots"}
+        assert "unsupported content-encoding 'br'" in failures[f"{base}/ok.html"].reason
+        assert server.requested == ["/robots.txt"]  # type: ignore[attr-defined]

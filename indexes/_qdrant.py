@@ -1,6 +1,7 @@
 """A :class:`~indexes.VectorStore` in Qdrant: embedded local mode under the index folder, or a server.
 
-One collection per index, named after it; point ids are the passage ids, each point carries its
+One collection per index, named by the caller (:class:`~indexes.PassageIndex` gives each index a
+name of its own, so two data directories can share a server); point ids are the passage ids, each point carries its
 ``page_id`` as payload, and the distance is cosine (our vectors are normalised already, so the
 scores equal FAISS's inner products up to float rounding). ``qdrant-client`` is an optional
 dependency (the ``qdrant`` extra), imported only when a store is used (hence the local imports).

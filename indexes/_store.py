@@ -14,9 +14,15 @@ manifest written after it records the store generation it matches. A reader that
 file older than the store (a crash between the two writes, or a writer still running) rebuilds
 the vectors from SQLite instead of serving stale or partial results.
 
-The vectors live in FAISS (``vector_backend="faiss"``, the default) or in a Qdrant collection named
-after the index (``"qdrant"``: embedded under ``qdrant/`` or on the server at ``qdrant_url``), see
-:mod:`indexes._vectorstore`. Qdrant is written on every change, after the SQLite commit; the
+The vectors live in FAISS (``vector_backend="faiss"``, the default) or in a Qdrant collection
+(``"qdrant"``: embedded under ``qdrant/`` or on the server at ``qdrant_url``), see
+:mod:`indexes._vectorstore`. The collection's name is the index name plus a random id, minted once
+by the first writer and kept in the store's ``meta`` table, so indexes of the same name in two data
+directories (or a copy of one) never share a collection on one server, and a writer only ever drops
+its own. An index that already used Qdrant before names were unique keeps its collection (named
+after the index alone) until a writer has to rebuild it on a server: then it moves to a name of its
+own and leaves the old collection alone, since another data directory's index may be using it.
+Qdrant is written on every change, after the SQLite commit; the
 manifest written by :meth:`PassageIndex.flush` records the backend and the store generation the
 collection matched then. A writer that finds the collection behind the store (or the count off)
 drops and rebuilds it from SQLite; a reader, which must not write, serves an exact in-memory FAISS
@@ -32,8 +38,10 @@ embedded-Qdrant index, no other process can open it, and doing so raises
 :class:`VectorStoreBusyError` at once. Several processes (the service reading while ingest writes)
 need a Qdrant server (``qdrant_url``).
 
-Schema changes are additive and migrated in place by the writer (:meth:`PassageIndex.create_or_open`):
-new tables are created if missing and new ``pages`` columns added with ``ALTER TABLE``. A reader
+Schema changes are additive and migrated in place by every writer (:meth:`PassageIndex.create_or_open`
+and ``PassageIndex.open(read_only=False)`` both run :func:`_ensure_schema`): new tables are created if
+missing and new ``pages`` columns added with ``ALTER TABLE``. ``tests/data/indexes/`` keeps indexes
+written by each earlier schema version; every command is tested against them. A reader
 never writes, so it reads a store that no writer has migrated yet with the missing columns taken
 as their defaults (NULL, ``''`` for ``chunking``, not gone).
 
@@ -52,7 +60,8 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+import uuid
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -91,6 +100,10 @@ DB_FILE = "passages.sqlite"
 FAISS_FILE = "vectors.faiss"
 MANIFEST_FILE = "manifest.json"
 QDRANT_DIR = "qdrant"
+COLLECTION_KEY = "qdrant_collection"
+"""``meta`` key of the index's Qdrant collection name."""
+COLLECTION_HOME_KEY = "qdrant_collection_home"
+"""``meta`` key of the folder the collection name was minted for: a copied index gets its own."""
 
 
 class VectorStoreBusyError(CitelineIndexError, RuntimeError):
@@ -238,6 +251,56 @@ def _migrate(conn: sqlite3.Connection) -> list[str]:
     return added
 
 
+def _new_collection_name(index_name: str) -> str:
+    """A Qdrant collection name no other index has: the index name (for people) and a random id."""
+    return f"{index_name}-{uuid.uuid4().hex}"
+
+
+def _recorded_backend(path: Path) -> object:
+    try:
+        return json.loads((path / MANIFEST_FILE).read_text()).get("vector_backend")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _claim_collection(conn: sqlite3.Connection, path: Path) -> bool:
+    """Record the index's Qdrant collection name unless this folder has one; True when it changed.
+
+    A store without one that already kept its vectors in Qdrant keeps the collection it has, which
+    is named after the index; any other gets a fresh name. A store copied or moved to another
+    folder gets a fresh name too, so the copy and the original never write one collection.
+    """
+    home = str(path.resolve())
+    meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN (?, ?)", (COLLECTION_KEY, COLLECTION_HOME_KEY)))
+    if meta.get(COLLECTION_KEY) and meta.get(COLLECTION_HOME_KEY) == home:
+        return False
+    legacy = COLLECTION_KEY not in meta and _recorded_backend(path) == "qdrant"
+    name = path.name if legacy else _new_collection_name(path.name)
+    conn.executemany(
+        "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+        [(COLLECTION_KEY, name), (COLLECTION_HOME_KEY, home)],
+    )
+    return COLLECTION_KEY in meta
+
+
+def _ensure_schema(conn: sqlite3.Connection, path: Path, meta: Mapping[str, str] | None = None) -> None:
+    """Bring a store opened for writing to the current schema, and fill in missing ``meta`` rows.
+
+    Every writable open runs it, so no writer ever meets a store older than its code (an index
+    written before the ``aliases`` table, say). ``meta`` (the embedder of a new index) is only
+    recorded where the store has none.
+    """
+    conn.executescript(_SCHEMA)  # only IF NOT EXISTS statements: safe to repeat and to race
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        _migrate(conn)
+        defaults = {**(meta or {}), "generation": "0", "format_version": str(FORMAT_VERSION)}
+        conn.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", list(defaults.items()))
+        if _claim_collection(conn, path):
+            # Readers of the old folder's name must reopen: moving the generation makes them.
+            conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+
+
 def _metadata_value(name: str, value: object) -> str | None:
     """A provenance value as the string a citation shows (``gone`` as ``"true"``/``"false"``)."""
     if name == "gone":
@@ -368,6 +431,8 @@ class PassageIndex:
         self.vector_backend: VectorBackend = vector_backend
         """The backend asked for; a reader of a stale Qdrant collection searches an in-memory FAISS instead."""
         self._qdrant_url = qdrant_url
+        # A store no writer has opened since collection names became unique uses the index name.
+        self._collection = meta.get(COLLECTION_KEY) or self.name
         self._qdrant: VectorStore | None = None
         self._faiss: Any = None
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
@@ -392,18 +457,19 @@ class PassageIndex:
         path = index_dir(data_dir, name)
         path.mkdir(parents=True, exist_ok=True)
         conn = cls._connect(path / DB_FILE, read_only=False)
-        conn.executescript(_SCHEMA)  # only IF NOT EXISTS statements: safe to repeat and to race
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
-            _migrate(conn)
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_model', ?)", (embedding_model,))
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('dimension', ?)", (str(dimension),))
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-            conn.execute("INSERT OR IGNORE INTO meta VALUES ('format_version', ?)", (str(FORMAT_VERSION),))
-        index = cls(path, conn, read_only=False, vector_backend=vector_backend, qdrant_url=qdrant_url)
-        index.check_embedder(embedding_model, dimension)
-        if not (path / MANIFEST_FILE).exists():
-            index.flush()
+        try:
+            _ensure_schema(conn, path, {"embedding_model": embedding_model, "dimension": str(dimension)})
+            index = cls(path, conn, read_only=False, vector_backend=vector_backend, qdrant_url=qdrant_url)
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            index.check_embedder(embedding_model, dimension)
+            if not (path / MANIFEST_FILE).exists():
+                index.flush()
+        except BaseException:
+            index.close()  # also the embedded Qdrant folder's lock, which no other open could take
+            raise
         return index
 
     @classmethod
@@ -434,6 +500,8 @@ class PassageIndex:
             raise IndexNotFoundError(name)
         conn = cls._connect(path / DB_FILE, read_only=read_only)
         try:
+            if not read_only:
+                _ensure_schema(conn, path)
             return cls(path, conn, read_only=read_only, vector_backend=vector_backend, qdrant_url=qdrant_url)
         except BaseException:
             conn.close()
@@ -445,10 +513,16 @@ class PassageIndex:
             conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
         else:
             conn = sqlite3.connect(db_path, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=10000")
+        try:
+            # The first statement is where a file that is no database fails.
+            if not read_only:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=10000")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def check_embedder(self, embedding_model: str, dimension: int) -> None:
@@ -526,7 +600,9 @@ class PassageIndex:
         if self._qdrant_url is None and self._embedded_qdrant_held():
             raise self._busy_error()
         try:
-            return open_vector_store("qdrant", self.path, self.dimension, qdrant_url=self._qdrant_url)
+            return open_vector_store(
+                "qdrant", self.path, self.dimension, qdrant_url=self._qdrant_url, collection=self._collection
+            )
         except RuntimeError as exc:
             if self._qdrant_url is None and "already accessed" in str(exc):
                 raise self._busy_error() from exc
@@ -536,15 +612,19 @@ class PassageIndex:
         """Open the collection; rebuild it when it is behind the store (writer) or serve FAISS (reader)."""
         store = self._new_qdrant()
         try:
-            recorded = json.loads((self.path / MANIFEST_FILE).read_text())
-        except (OSError, json.JSONDecodeError):
-            recorded = {}
-        count = int(self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
-        current = (
-            recorded.get("vector_backend") == "qdrant"
-            and recorded.get("generation") == self.generation()
-            and store.count() == count
-        )
+            try:
+                recorded = json.loads((self.path / MANIFEST_FILE).read_text())
+            except (OSError, json.JSONDecodeError):
+                recorded = {}
+            count = int(self._conn.execute("SELECT COUNT(*) FROM passages").fetchone()[0])
+            current = (
+                recorded.get("vector_backend") == "qdrant"
+                and recorded.get("generation") == self.generation()
+                and store.count() == count
+            )
+        except BaseException:
+            store.close()  # an embedded folder stays locked until its client is closed
+            raise
         if current:
             self._qdrant = store
         elif self._read_only:
@@ -555,21 +635,34 @@ class PassageIndex:
             self._qdrant = self._rebuild_qdrant(store)
 
     def _rebuild_qdrant(self, store: VectorStore) -> VectorStore:
-        """Drop the collection and load every stored vector into a new one."""
+        """Drop the collection (only ever this index's own) and load every stored vector into a new one."""
         store.close()
         if self._qdrant_url is None:
-            shutil.rmtree(self.path / QDRANT_DIR, ignore_errors=True)
+            shutil.rmtree(self.path / QDRANT_DIR, ignore_errors=True)  # the folder is this index's alone
+        elif self._collection == self.name:
+            # Named before names were unique: another data directory's index of this name may be
+            # using it, so it stays, and this index moves to a collection of its own.
+            self._collection = _new_collection_name(self.name)
+            with self._transaction() as conn:  # moves the generation: readers reopen on the new name
+                conn.execute(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (COLLECTION_KEY, self._collection),
+                )
         else:
             from qdrant_client import QdrantClient  # optional dependency, like in indexes._qdrant
 
             client = QdrantClient(url=self._qdrant_url)
             try:
-                client.delete_collection(self.name)
+                client.delete_collection(self._collection)
             finally:
                 client.close()
         store = self._new_qdrant()
-        for ids, vectors, page_ids in self._vector_batches():
-            store.add(ids, vectors, page_ids)
+        try:
+            for ids, vectors, page_ids in self._vector_batches():
+                store.add(ids, vectors, page_ids)
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def _vector_batches(self, size: int = 4096) -> Iterator[VectorBatch]:

@@ -307,18 +307,22 @@ def open_vector_store(
     qdrant_url: str | None = None,
     policy: VectorIndexPolicy | None = None,
     source: VectorSource | None = None,
+    collection: str | None = None,
 ) -> VectorStore:
-    """The store of one index directory: ``vectors.faiss`` in it, or a Qdrant collection named after it.
+    """The store of one index directory: ``vectors.faiss`` in it, or a Qdrant collection.
 
     Qdrant runs embedded under ``<index_path>/qdrant`` unless ``qdrant_url`` names a server. It keeps
-    its own files up to date on every write, so ``source`` and ``policy`` only concern FAISS.
+    its own files up to date on every write, so ``source`` and ``policy`` only concern FAISS. The
+    collection is ``collection``, else named after the directory; on a server shared by several data
+    directories, give each index a name of its own (:class:`~indexes.PassageIndex` does).
     """
     if backend == "faiss":
         return FaissVectorStore(index_path / "vectors.faiss", dimension, policy=policy, source=source)
     if backend == "qdrant":
         from indexes._qdrant import QdrantVectorStore  # optional dependency: imported only when chosen
 
+        name = collection or index_path.name
         if qdrant_url is not None:
-            return QdrantVectorStore(index_path.name, dimension, url=qdrant_url)
-        return QdrantVectorStore(index_path.name, dimension, path=index_path / "qdrant")
+            return QdrantVectorStore(name, dimension, url=qdrant_url)
+        return QdrantVectorStore(name, dimension, path=index_path / "qdrant")
     raise ValueError(f"unknown vector backend {backend!r}; use one of {', '.join(VECTOR_BACKENDS)}")

@@ -20,6 +20,7 @@ What happens to each:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -357,7 +358,7 @@ class IngestPipeline:
         not fetched again and its queued ones come first. A run that ends deletes the checkpoint.
         """
         summary = summary or IngestSummary(index=self._index.name, seeds=list(seeds))
-        state = journal.open() if journal is not None else None
+        state = await asyncio.to_thread(journal.open) if journal is not None else None
         done: list[str] = []
         queued: list[tuple[str, int]] = []
         if journal is not None and state is not None and state.resumed:
@@ -373,7 +374,7 @@ class IngestPipeline:
         source = chain(before, items) if before is not None else items
         await self.ingest(source, summary=summary, budget=budget, progress=progress, journal=journal, tap=tap)
         if journal is not None:
-            journal.complete()
+            await asyncio.to_thread(journal.complete)
         return summary
 
     def _settle(self, journal: CrawlJournal, state: JobState) -> tuple[list[str], list[tuple[str, int]]]:
@@ -417,9 +418,10 @@ class IngestPipeline:
         since_flush = 0
         in_flight: asyncio.Future[list[_Prepared]] | None = None
 
-        def finished(urls: list[str]) -> None:
+        async def finished(urls: list[str]) -> None:
+            # A journal commit fsyncs (synchronous=FULL): on the loop it would stall every fetch.
             if journal is not None and urls:
-                journal.finish_urls(urls)
+                await asyncio.to_thread(journal.finish_urls, urls)
 
         async def settle() -> None:
             """Wait for the batch in flight; only then, with its pages committed, are they finished."""
@@ -428,7 +430,7 @@ class IngestPipeline:
                 # Shielded: cancelling this loop must not cancel the batch's task, which would end
                 # at once while its thread still writes to the index.
                 batch, in_flight = await asyncio.shield(in_flight), None
-                finished([item.source_url for item in batch])
+                await finished([item.source_url for item in batch])
 
         async def drain() -> None:
             nonlocal pending, pending_passages, since_flush, in_flight
@@ -464,7 +466,7 @@ class IngestPipeline:
                     tap(item)
                 if isinstance(item, FetchFailure):
                     await self._failed(item, summary)
-                    finished([item.url])
+                    await finished([item.url])
                     report()
                     continue
                 if isinstance(item, NotModified):
@@ -472,7 +474,7 @@ class IngestPipeline:
                     summary.pages_not_modified += 1
                     summary.stage_seconds["fetch"] += item.elapsed
                     await asyncio.to_thread(self._index.mark_fetched, self._url_map.public(item.url), status=304)
-                    finished([item.url])
+                    await finished([item.url])
                     report()
                     continue
                 summary.pages_fetched += 1
@@ -484,25 +486,25 @@ class IngestPipeline:
                 except ExtractionError as exc:
                     summary.failures.append(PageFailure(item.url, "extract", exc.reason, item.status))
                     summary.skipped["error"] += 1
-                    finished([item.url])
+                    await finished([item.url])
                     report()
                     continue
                 finally:
                     summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
                 if prepared is None:
                     summary.pages_unchanged += 1
-                    finished([item.url])
+                    await finished([item.url])
                 elif isinstance(prepared, _Duplicate):
                     await asyncio.to_thread(self._record_duplicate, prepared)
                     summary.duplicates += 1
-                    finished([item.url])
+                    await finished([item.url])
                 elif prepared.passages:
                     pending.append(prepared)
                     pending_passages += len(prepared.passages)
                     if pending_passages >= self._batch_passages:
                         await drain()
                 else:
-                    finished([item.url])
+                    await finished([item.url])
                 report()
             await drain()
             await settle()
@@ -512,7 +514,10 @@ class IngestPipeline:
                 # caller closes the index under it, and journal its pages if they were committed.
                 await asyncio.wait([in_flight])
                 if not in_flight.cancelled() and in_flight.exception() is None:
-                    finished([item.source_url for item in in_flight.result()])
+                    await finished([item.source_url for item in in_flight.result()])
+            # A source left early (the loop failed) still holds what it reads from: a WARC or a
+            # directory walk, the crawler's workers. Closing it now releases them, not the GC later.
+            await _aclose(source)
         manifest = await asyncio.to_thread(self._index.flush)
         summary.index_pages, summary.index_passages = manifest.pages, manifest.passages
         summary.seconds += time.perf_counter() - started
@@ -535,15 +540,38 @@ class IngestPipeline:
             await asyncio.to_thread(self._drop_stored, failure.url, summary)
 
 
+async def _aclose(source: object) -> None:
+    """Close an async generator (or anything with ``aclose``); other iterables have nothing to close."""
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 async def chain(*sources: AsyncIterable[CrawlItem]) -> AsyncIterator[CrawlItem]:
-    for source in sources:
-        async for item in source:
-            yield item
+    """The items of each source in turn; closing the chain closes every source (``async for`` would not)."""
+    try:
+        for source in sources:
+            async for item in source:
+                yield item
+    finally:
+        for source in sources:
+            await _aclose(source)
 
 
 async def iterate(pages: Iterable[CrawlItem]) -> AsyncIterator[CrawlItem]:
-    """An async source over a blocking iterator (a directory walk, a WARC file), read in a thread."""
+    """An async source over a blocking iterator (a directory walk, a WARC file), read in a thread.
+
+    Closing it closes the iterator, so a WARC generator closes its file at once.
+    """
     iterator = iter(pages)
     sentinel = object()
-    while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
-        yield item  # type: ignore[misc] # the sentinel is the only non-item
+    try:
+        while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
+            yield item  # type: ignore[misc] # the sentinel is the only non-item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            # A cancelled read may still be running in its thread (a generator then refuses to be
+            # closed); that iterator is closed when the thread lets go of it and it is collected.
+            with contextlib.suppress(ValueError):
+                close()

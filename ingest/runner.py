@@ -118,17 +118,22 @@ async def run_ingest(
         vector_backend=settings.vector_backend,
         qdrant_url=settings.qdrant_url,
     )
-    budget = max_pages or settings.max_pages
-    sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
-    policy = AddressPolicy.from_strings(settings.allow_hosts)
-    journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
-    recorder = WarcRecorder(record_warc).__enter__() if record_warc is not None else None
+    journal: CrawlJournal | None = None
+    recorder: WarcRecorder | None = None
 
     def tap(item: CrawlItem) -> None:
         if recorder is not None and isinstance(item, FetchedPage):
             recorder.record(item)
 
+    # Everything after the index is opened sits inside the try: a bad setting, a journal that will
+    # not open or a WARC path that cannot be written must not leave the index (its SQLite
+    # connection, an embedded Qdrant folder's lock) or the journal open behind the error.
     try:
+        budget = max_pages or settings.max_pages
+        sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
+        policy = AddressPolicy.from_strings(settings.allow_hosts)
+        journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
+        recorder = WarcRecorder(record_warc).__enter__() if record_warc is not None else None
         async with make_client(
             user_agent=settings.user_agent,
             connect_timeout=settings.connect_timeout,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sqlite3
 from pathlib import Path
@@ -18,6 +19,7 @@ from indexes import (
     PassageRecord,
     list_indexes,
 )
+from tests.leaks import open_descriptors
 
 EMBEDDER = HashEmbedder(32)
 
@@ -472,3 +474,45 @@ def test_remove_pages_by_url_and_by_pattern(tmp_path: Path) -> None:
     assert index.generation() == generation, "removing nothing changes nothing"
     reopened_vectors = PassageIndex.open(tmp_path, "docs").vector_count
     assert reopened_vectors == 4
+
+
+def test_a_failed_create_or_open_closes_what_it_opened(tmp_path: Path) -> None:
+    """A failing open must not leave the store's connection, or an embedded Qdrant folder's lock,
+    behind: the lock would refuse every later open in this process until the GC ran."""
+    db = tmp_path / "indexes" / "docs" / "passages.sqlite"
+    PassageIndex.create_or_open(
+        tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=32, vector_backend="qdrant"
+    ).close()
+    # The error (kept alive, traceback and all) must not be what keeps them open either.
+    with pytest.raises(EmbedderMismatchError) as mismatch:
+        PassageIndex.create_or_open(tmp_path, "docs", embedding_model="other", dimension=16, vector_backend="qdrant")
+    assert open_descriptors(db) == 0
+    again = PassageIndex.open(tmp_path, "docs", read_only=False, vector_backend="qdrant")
+    again.close()
+    del mismatch
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_store_that_is_no_database_is_refused_without_a_leak(tmp_path: Path, read_only: bool) -> None:
+    db = tmp_path / "indexes" / "docs" / "passages.sqlite"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a SQLite database\n" * 200)
+    opening = (
+        functools.partial(PassageIndex.open, tmp_path, "docs") if read_only else functools.partial(new_index, tmp_path)
+    )
+    with pytest.raises(sqlite3.DatabaseError) as refused:
+        opening()
+    assert open_descriptors(db) == 0
+    del refused
+
+
+def test_writable_open_migrates_an_old_store(tmp_path: Path) -> None:
+    """``open(read_only=False)`` (``citeline index remove``) migrates like ``create_or_open``."""
+    path = old_store(tmp_path)
+    writer = PassageIndex.open(tmp_path, "old", read_only=False)
+    try:
+        assert writer.remove_pages("https://old.example/*") == ["https://old.example/p"]
+        assert writer.check_integrity() == []
+    finally:
+        writer.close()
+    assert page_columns(path) == page_columns_of_fresh(tmp_path)

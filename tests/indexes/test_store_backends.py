@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,3 +159,133 @@ def test_embedded_qdrant_held_by_another_client_is_a_clear_error(opener: Opener)
     writer.flush()
     with pytest.raises(VectorStoreBusyError, match="Qdrant server"):
         opener(read_only=True)
+
+
+class SharedQdrant:
+    """Stands in for one Qdrant server: every client given a ``url`` talks to the same in-memory
+    instance (the same client API a server answers), and closing a client leaves it running."""
+
+    def __init__(self) -> None:
+        import qdrant_client
+
+        self._real = qdrant_client.QdrantClient
+        self.server = self._real(location=":memory:")
+
+    def __call__(self, *args: Any, url: str | None = None, **kwargs: Any) -> object:
+        if url is None:
+            return self._real(*args, **kwargs)
+        return _ServerClient(self.server)
+
+    def collections(self) -> set[str]:
+        return {c.name for c in self.server.get_collections().collections}
+
+
+class _ServerClient:
+    def __init__(self, server: object) -> None:
+        self._server = server
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._server, name)
+
+    def close(self, **_kwargs: object) -> None:
+        """The server outlives its clients."""
+
+
+@pytest.fixture
+def qdrant_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[SharedQdrant]:
+    import qdrant_client
+
+    shared = SharedQdrant()
+    monkeypatch.setattr(qdrant_client, "QdrantClient", shared)
+    yield shared
+    shared.server.close()
+
+
+def on_server(data_dir: Path, *, read_only: bool = False) -> PassageIndex:
+    if read_only:
+        return PassageIndex.open(data_dir, "docs", vector_backend="qdrant", qdrant_url="http://qdrant.test:6333")
+    return PassageIndex.create_or_open(
+        data_dir,
+        "docs",
+        embedding_model=EMBEDDER.model_name,
+        dimension=EMBEDDER.dimension,
+        vector_backend="qdrant",
+        qdrant_url="http://qdrant.test:6333",
+    )
+
+
+# Local mode (what stands in for the server here) warns that it ignores payload indexes.
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+def test_two_data_dirs_share_a_qdrant_server_without_sharing_collections(
+    tmp_path: Path, qdrant_server: SharedQdrant
+) -> None:
+    first, second = on_server(tmp_path / "a"), on_server(tmp_path / "b")
+    try:
+        store(first, "https://a.example/json", "json.load reads a file\njson.dumps writes a string")
+        store(second, "https://b.example/csv", "csv.writer writes rows")
+        first.flush()
+        second.flush()
+        assert len(qdrant_server.collections()) == 2
+        assert [h.url for h in first.search(query("csv.writer writes rows"), k=5)] == ["https://a.example/json"] * 2
+        assert [h.url for h in second.search(query("json.load reads a file"), k=5)] == ["https://b.example/csv"]
+    finally:
+        first.close()
+        second.close()
+    # The first index's collection falls behind its store (a crash before the flush, say): its
+    # writer rebuilds it, and the second index's collection must come through untouched.
+    (tmp_path / "a" / "indexes" / "docs" / "manifest.json").unlink()
+    rebuilt = on_server(tmp_path / "a")
+    rebuilt.close()
+    assert sorted(qdrant_server.server.count(name).count for name in qdrant_server.collections()) == [1, 2]
+    reader = on_server(tmp_path / "b", read_only=True)
+    try:
+        assert reader.vector_count == 1
+        assert reader.search(query("csv.writer writes rows"), k=1)[0].url == "https://b.example/csv"
+    finally:
+        reader.close()
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+def test_a_copied_data_dir_gets_a_collection_of_its_own(tmp_path: Path, qdrant_server: SharedQdrant) -> None:
+    original = on_server(tmp_path / "a")
+    store(original, "https://a.example/p", "alpha beta")
+    original.flush()
+    original.close()
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    copy = on_server(tmp_path / "copy")
+    try:
+        store(copy, "https://a.example/q", "gamma delta")
+        copy.flush()
+    finally:
+        copy.close()
+    assert len(qdrant_server.collections()) == 2
+    reader = on_server(tmp_path / "a", read_only=True)
+    try:
+        assert reader.page_urls() == ["https://a.example/p"]
+        assert reader.vector_count == 1
+    finally:
+        reader.close()
+
+
+@pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
+def test_rebuilding_an_index_named_before_unique_names_leaves_the_old_collection(
+    tmp_path: Path, qdrant_server: SharedQdrant
+) -> None:
+    """``docs`` on a shared server may be another data directory's index: a rebuild must move
+    this one to a name of its own instead of dropping it."""
+    from qdrant_client import models
+
+    qdrant_server.server.create_collection(
+        "docs", vectors_config=models.VectorParams(size=EMBEDDER.dimension, distance=models.Distance.COSINE)
+    )
+    qdrant_server.server.upsert("docs", points=[models.PointStruct(id=1, vector=query("theirs")[0].tolist())])
+    fixture = Path(__file__).parent.parent / "data" / "indexes" / "schema3-qdrant"
+    shutil.copytree(fixture, tmp_path / "data")  # its manifest records Qdrant under the old name
+    index = on_server(tmp_path / "data")  # "docs" holds 1 vector, the store 6: it is rebuilt
+    try:
+        assert index.vector_count == 6
+        assert index.search(query("zlib.compress shrinks bytes"), k=1)[0].url == "https://docs.example/old/zlib.html"
+    finally:
+        index.close()
+    assert qdrant_server.server.count("docs").count == 1
+    assert len(qdrant_server.collections()) == 2

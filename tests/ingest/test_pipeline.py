@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
+import pytest
 
-from indexes import HashEmbedder, PassageIndex
-from ingest import IngestSettings, UrlMap, run_ingest
+from indexes import HashEmbedder, PassageIndex, Vectors
+from ingest import IngestInputs, IngestSettings, UrlMap, run_ingest
+from ingest.fetch import FetchedPage
+from ingest.sources import warc_pages
+from tests.leaks import open_descriptors
 
 BODY = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"
 SITE = {
@@ -105,3 +110,65 @@ async def test_new_chunking_rules_recut_unchanged_pages(tmp_path: Path) -> None:
     )
     assert (again.pages_indexed, again.pages_unchanged) == (2, 0)
     assert PassageIndex.open(tmp_path, "t").check_integrity() == []
+
+
+class DyingEmbedder(HashEmbedder):
+    """Embeds ``lives`` batches, then fails the way a model that ran out of memory would."""
+
+    def __init__(self, lives: int) -> None:
+        super().__init__(32)
+        self.lives = lives
+
+    def embed(self, texts: Sequence[str], *, batch_size: int = 32) -> Vectors:
+        if self.lives <= 0:
+            raise RuntimeError("the embedder died")
+        self.lives -= 1
+        return super().embed(texts, batch_size=batch_size)
+
+
+async def test_a_run_that_fails_to_start_closes_the_index_and_the_journal(tmp_path: Path) -> None:
+    """An unwritable WARC path fails after the index and the journal are open: both must be
+    closed, or the embedded Qdrant folder stays locked against every later open."""
+    settings = IngestSettings(data_dir=tmp_path, index="t", per_host_delay=0, vector_backend="qdrant")
+    with pytest.raises(FileNotFoundError) as failed:  # kept alive: the traceback must not hold them open
+        await run_ingest(
+            ["http://mirror.test/docs/index.html"],
+            settings=settings,
+            embedder=HashEmbedder(32),
+            transport=make_transport(SITE),
+            record_warc=tmp_path / "no-such-folder" / "crawl.warc",
+        )
+    index_dir = tmp_path / "indexes" / "t"
+    assert open_descriptors(index_dir / "passages.sqlite") == 0
+    assert open_descriptors(index_dir / "crawl_journal.sqlite") == 0
+    PassageIndex.open(tmp_path, "t", read_only=False, vector_backend="qdrant").close()
+    del failed
+
+
+async def test_a_failed_crawl_leaves_its_warc_closed_and_readable(tmp_path: Path) -> None:
+    warc = tmp_path / "crawl.warc.gz"
+    settings = IngestSettings(data_dir=tmp_path, index="t", per_host_delay=0, embed_batch_passages=1)
+    with pytest.raises(RuntimeError, match="embedder died") as failed:
+        await run_ingest(
+            ["http://mirror.test/docs/index.html"],
+            settings=settings,
+            embedder=DyingEmbedder(lives=1),
+            transport=make_transport(SITE),
+            record_warc=warc,
+        )
+    assert open_descriptors(warc) == 0
+    assert open_descriptors(tmp_path / "indexes" / "t" / "passages.sqlite") == 0
+    recorded = list(warc_pages(warc, max_pages=10))
+    assert all(isinstance(item, FetchedPage) for item in recorded)
+    assert "http://mirror.test/docs/index.html" in {item.url for item in recorded}
+    del failed
+
+
+async def test_a_failed_ingest_closes_the_warc_it_reads(tmp_path: Path) -> None:
+    warc = tmp_path / "site.warc"
+    await ingest(tmp_path, SITE, record_warc=warc)
+    settings = IngestSettings(data_dir=tmp_path, index="from-warc", embed_batch_passages=1)
+    with pytest.raises(RuntimeError, match="embedder died") as failed:
+        await run_ingest(settings=settings, embedder=DyingEmbedder(lives=0), inputs=IngestInputs(warcs=(warc,)))
+    assert open_descriptors(warc) == 0
+    del failed

@@ -1,0 +1,199 @@
+"""Indexes written by every earlier schema version open, migrate and work with every command.
+
+``tests/data/indexes/`` holds one tiny index per schema version, each written by the commit its
+README names with that commit's own code and the hash embedder (32-d); each test works on a copy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import indexes
+from indexes import HashEmbedder, PassageIndex, VectorBackend
+from indexes._store import _ADDED_PAGE_COLUMNS, COLLECTION_KEY, DB_FILE
+from ingest import IngestInputs, IngestSettings, run_ingest
+from service.cli import app
+from service.generation import ChatMessage, ScriptedGenerator
+from service.settings import ServiceSettings
+from service.verify import JUDGE_SYSTEM
+
+FIXTURES = Path(__file__).parent.parent / "data" / "indexes"
+EMBEDDER = HashEmbedder(32)
+JSON_URL = "https://docs.example/json.html"
+CSV_URL = "https://docs.example/csv.html"
+ZLIB_URL = "https://docs.example/old/zlib.html"
+VERSIONS: list[tuple[str, VectorBackend]] = [
+    ("schema1-pages", "faiss"),  # pages without chunking, no aliases table
+    ("schema2-chunking", "faiss"),  # pages with chunking, no aliases table
+    ("schema3-qdrant", "qdrant"),  # current tables, vectors in an embedded collection named "docs"
+]
+
+
+@pytest.fixture(params=VERSIONS, ids=[name for name, _ in VERSIONS])
+def old_index(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, VectorBackend]:
+    """A copy of one fixture's data directory, and the vector backend it was written with."""
+    name, backend = request.param
+    data_dir = tmp_path / "data"
+    shutil.copytree(FIXTURES / name, data_dir)
+    return data_dir, backend
+
+
+def columns_and_tables(data_dir: Path) -> tuple[set[str], set[str]]:
+    conn = sqlite3.connect(data_dir / "indexes" / "docs" / DB_FILE)
+    try:
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(pages)")}
+        tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    return columns, tables
+
+
+def test_fixtures_are_what_their_versions_wrote() -> None:
+    """The fixtures really are old: without this, every test below could pass on current stores."""
+    schema1, tables1 = columns_and_tables(FIXTURES / "schema1-pages")
+    schema2, tables2 = columns_and_tables(FIXTURES / "schema2-chunking")
+    schema3, tables3 = columns_and_tables(FIXTURES / "schema3-qdrant")
+    assert not schema1 & set(_ADDED_PAGE_COLUMNS)
+    assert schema2 & set(_ADDED_PAGE_COLUMNS) == {"chunking"}
+    assert schema3 >= set(_ADDED_PAGE_COLUMNS)
+    assert "aliases" not in tables1 | tables2
+    assert "aliases" in tables3
+    manifest = json.loads((FIXTURES / "schema3-qdrant" / "indexes" / "docs" / "manifest.json").read_text())
+    assert manifest["vector_backend"] == "qdrant"
+
+
+def test_a_writable_open_migrates_before_it_writes(old_index: tuple[Path, VectorBackend]) -> None:
+    data_dir, backend = old_index
+    index = PassageIndex.open(data_dir, "docs", read_only=False, vector_backend=backend)
+    try:
+        assert index.remove_pages("https://docs.example/old/*") == [ZLIB_URL]
+        index.add_alias("https://docs.example/json", JSON_URL, "redirect")
+        assert index.alias_of("https://docs.example/json") == (JSON_URL, "redirect")
+        assert index.check_integrity() == []
+        index.flush()
+    finally:
+        index.close()
+    columns, tables = columns_and_tables(data_dir)
+    assert columns >= set(_ADDED_PAGE_COLUMNS)
+    assert "aliases" in tables
+    reader = PassageIndex.open(data_dir, "docs", vector_backend=backend)
+    try:
+        assert sorted(reader.page_urls()) == [CSV_URL, JSON_URL]
+        hits = reader.search(EMBEDDER.embed(["json.load reads a document from a file"]), k=1)
+        assert hits[0].url == JSON_URL
+        page = reader.page(JSON_URL)
+        assert page is not None
+        assert not page.gone
+    finally:
+        reader.close()
+
+
+def test_an_old_qdrant_index_keeps_its_collection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migrating the collection name must not cost a rebuild: the index already uses ``docs``."""
+    shutil.copytree(FIXTURES / "schema3-qdrant", tmp_path / "data")
+
+    def no_rebuild(*_args: object) -> None:
+        raise AssertionError("the collection was rebuilt")
+
+    monkeypatch.setattr(PassageIndex, "_rebuild_qdrant", no_rebuild)
+    index = PassageIndex.open(tmp_path / "data", "docs", read_only=False, vector_backend="qdrant")
+    try:
+        assert index.vector_count == 6
+        assert index.search(EMBEDDER.embed(["zlib.compress shrinks bytes"]), k=1)[0].url == ZLIB_URL
+    finally:
+        index.close()
+    conn = sqlite3.connect(tmp_path / "data" / "indexes" / "docs" / DB_FILE)
+    try:
+        assert conn.execute("SELECT value FROM meta WHERE key=?", (COLLECTION_KEY,)).fetchone() == ("docs",)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def cli_env(old_index: tuple[Path, VectorBackend], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings for the CLI pointing at the old index; the hash embedder and a scripted generator
+    stand in for the real models (which could not search vectors the hash embedder made)."""
+    data_dir, backend = old_index
+    for key, value in {
+        "CITELINE_DATA_DIR": str(data_dir),
+        "CITELINE_CONFIG": "/nonexistent",
+        "CITELINE_INDEX": "docs",
+        "CITELINE_VECTOR_BACKEND": backend,
+        "HF_HUB_OFFLINE": "1",  # `ask` sets it; monkeypatch puts it back afterwards
+    }.items():
+        monkeypatch.setenv(key, value)
+
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "yes"
+        for block in re.split(r"\n(?=\[\d+\] )", messages[-1].content):
+            if "json.load reads" in block and (label := re.match(r"\[(\d+)\] ", block)):
+                return f"json.load reads a document from a file [{label.group(1)}]."
+        return "No source says."
+
+    monkeypatch.setattr(indexes, "load_embedder", lambda *_a, **_k: EMBEDDER)
+    monkeypatch.setattr(ServiceSettings, "generator", lambda _self: ScriptedGenerator(reply))
+    return data_dir
+
+
+def test_every_command_opens_migrates_and_uses_an_old_index(cli_env: Path) -> None:
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    # Readers first: they read the unmigrated store as it is.
+    assert "docs" in run("index", "list")
+    assert JSON_URL in run("search", "json.load reads a document from a file")
+    answer = json.loads(run("ask", "--json", "How does json.load read a document?"))
+    assert [c["url"] for c in answer["citations"]] == [JSON_URL]
+    # The writer migrates, then removes.
+    assert ZLIB_URL in run("index", "remove", "https://docs.example/old/*")
+    assert "docs" in run("index", "list")
+    assert ZLIB_URL not in run("search", "zlib.compress shrinks bytes")
+    columns, tables = columns_and_tables(cli_env)
+    assert columns >= set(_ADDED_PAGE_COLUMNS)
+    assert "aliases" in tables
+
+
+async def test_reingest_into_an_old_index(old_index: tuple[Path, VectorBackend], tmp_path: Path) -> None:
+    data_dir, backend = old_index
+    site = tmp_path / "site"
+    site.mkdir()
+    body = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"
+    (site / "json.html").write_text(
+        "<html><head><title>JSON</title></head><body><h1>JSON</h1>"
+        + body.format("json.loads parses a string, and json.load reads a document from a file")
+        + "</body></html>"
+    )
+    (site / "json2.html").write_text(  # the same text again (walked after): an alias, in a table v1 lacked
+        (site / "json.html").read_text()
+    )
+    summary = await run_ingest(
+        settings=IngestSettings(data_dir=data_dir, index="docs", vector_backend=backend),
+        embedder=EMBEDDER,
+        inputs=IngestInputs(directory=site, base_url="https://docs.example/"),
+    )
+    assert summary.pages_indexed == 1
+    assert summary.duplicates == 1
+    index = PassageIndex.open(data_dir, "docs", vector_backend=backend)
+    try:
+        assert sorted(index.page_urls()) == [CSV_URL, JSON_URL, ZLIB_URL]
+        page = index.page(JSON_URL)
+        assert page is not None
+        assert "json.loads parses a string" in page.text
+        assert page.chunking  # written by the current chunker, in a column v1 lacked
+        assert index.alias_of("https://docs.example/json2.html") == (JSON_URL, "exact")
+        assert index.check_integrity() == []
+    finally:
+        index.close()

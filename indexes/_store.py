@@ -12,7 +12,9 @@ ones in one transaction, so a crash leaves each page either fully present or abs
 file is derived data, written to a temporary file and moved into place with ``os.replace``; the
 manifest written after it records the store generation it matches. A reader that finds the FAISS
 file older than the store (a crash between the two writes, or a writer still running) rebuilds
-the vectors from SQLite instead of serving stale or partial results.
+the vectors from SQLite instead of serving stale or partial results. An open reader then follows
+later commits with :meth:`PassageIndex.refresh`, which reads only what changed: the passages added
+since, and the ids the ``removed_passages`` log (filled by a trigger) records as removed since.
 
 The vectors live in FAISS (``vector_backend="faiss"``, the default) or in a Qdrant collection
 (``"qdrant"``: embedded under ``qdrant/`` or on the server at ``qdrant_url``), see
@@ -143,7 +145,16 @@ CREATE TABLE IF NOT EXISTS aliases (
     created_at TEXT
 );
 CREATE INDEX IF NOT EXISTS aliases_page ON aliases(page_url);
+CREATE TABLE IF NOT EXISTS removed_passages (seq INTEGER PRIMARY KEY AUTOINCREMENT, passage_id INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS passages_removed AFTER DELETE ON passages
+BEGIN INSERT INTO removed_passages (passage_id) VALUES (old.id); END;
 """
+"""``removed_passages`` logs every deleted passage id (page cascades included), in order, so a
+reader catches up by reading only what changed since (:meth:`PassageIndex.refresh`): ids are
+reused after a delete, so new rows alone cannot tell it which of its vectors went stale."""
+
+_REMOVED_LOG_KEEP = 500_000
+"""Removals a writer's flush keeps in the log; a reader further behind reopens (and rebuilds)."""
 
 _ADDED_PAGE_COLUMNS: dict[str, str] = {
     "chunking": "TEXT NOT NULL DEFAULT ''",
@@ -363,6 +374,17 @@ class Manifest:
 
 
 @dataclass(frozen=True, slots=True)
+class _SyncPoint:
+    """Where a reader's vectors stand: the store as of one generation."""
+
+    generation: int
+    max_passage_id: int
+    """The highest passage id then: a higher one was added since."""
+    removed_seq: int
+    """The last ``removed_passages`` entry then: later ones were removed (or replaced) since."""
+
+
+@dataclass(frozen=True, slots=True)
 class UpsertResult:
     page_id: int
     passages: int
@@ -419,15 +441,9 @@ class PassageIndex:
             self.dimension = int(meta["dimension"])
         except KeyError as exc:
             raise IndexCorruptError(f"{path / DB_FILE} has no embedder metadata") from exc
-        # Checked once: a writer migrated the store before this point, and a reader of an
-        # unmigrated store keeps reading the defaults until it is reopened (the service reopens
-        # on every generation change, and every write after a migration changes it).
-        present = _page_columns(conn)
-        self._column = {
-            name: f"g.{name}" if name in present else _UNMIGRATED_VALUE.get(name, "NULL") for name in _PAGE_FIELDS
-        }
-        self._has_aliases = _has_table(conn, "aliases")
-        self._hits_query = _HITS_QUERY.replace("{metadata}", ", ".join(self._column[f] for f in _METADATA_FIELDS))
+        # A writer migrated the store before this point; a reader of an unmigrated store reads
+        # the defaults until a refresh finds the columns a writer added since.
+        self._read_columns()
         self.vector_backend: VectorBackend = vector_backend
         """The backend asked for; a reader of a stale Qdrant collection searches an in-memory FAISS instead."""
         self._qdrant_url = qdrant_url
@@ -436,10 +452,18 @@ class PassageIndex:
         self._qdrant: VectorStore | None = None
         self._faiss: Any = None
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
-        if vector_backend == "qdrant":
-            self._open_qdrant()
-        else:
-            self._faiss = self._load_or_rebuild_faiss()
+        self._lookup: sqlite3.Connection | None = None
+        """A writer's second, read-only connection for the crawler's per-page lookups (see :meth:`validators`)."""
+        self._lookup_lock = threading.Lock()
+        self._inode = (path / DB_FILE).stat().st_ino
+        self._identity = self._meta_identity()
+        # One read snapshot: the vectors loaded and the sync point a refresh starts from agree.
+        with self._snapshot():
+            self._synced = self._sync_point()
+            if vector_backend == "qdrant":
+                self._open_qdrant()
+            else:
+                self._faiss = self._load_or_rebuild_faiss()
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -535,6 +559,10 @@ class PassageIndex:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+            with self._lookup_lock:
+                if self._lookup is not None:
+                    self._lookup.close()
+                    self._lookup = None
             if self._qdrant is not None:
                 self._qdrant.close()  # embedded Qdrant holds a lock on its folder until closed
                 self._qdrant = None
@@ -549,6 +577,110 @@ class PassageIndex:
         with self._lock:
             row = self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
         return int(row[0]) if row else 0
+
+    def _read_columns(self) -> None:
+        present = _page_columns(self._conn)
+        self._column = {
+            name: f"g.{name}" if name in present else _UNMIGRATED_VALUE.get(name, "NULL") for name in _PAGE_FIELDS
+        }
+        self._has_aliases = _has_table(self._conn, "aliases")
+        self._hits_query = _HITS_QUERY.replace("{metadata}", ", ".join(self._column[f] for f in _METADATA_FIELDS))
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Hold one read transaction, so a reader's queries all see the same commit (a writer's see its own)."""
+        with self._lock:
+            if not self._read_only or self._conn.in_transaction:
+                yield
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.rollback()  # nothing was written: this only ends the snapshot
+
+    def _sync_point(self) -> _SyncPoint:
+        removed = None
+        if _has_table(self._conn, "sqlite_sequence"):
+            removed = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name='removed_passages'").fetchone()
+        return _SyncPoint(
+            generation=self.generation(),
+            max_passage_id=int(self._conn.execute("SELECT coalesce(max(id), 0) FROM passages").fetchone()[0]),
+            removed_seq=int(removed[0]) if removed else 0,
+        )
+
+    def refresh(self) -> bool:
+        """Catch a reader up with the commits made since it was opened or last refreshed.
+
+        Only what changed is read: the vectors of passages added since are added to the in-memory
+        index and those of passages removed since (the ``removed_passages`` log) are dropped, so a
+        reader following an ingest pays milliseconds per commit instead of a rebuild from the whole
+        store. False when it cannot catch up in place: its store was replaced (removed and built
+        again), or it fell further behind than the log reaches; reopen it then. A writer's memory
+        follows its own writes, so it is always current.
+        """
+        if not self._read_only:
+            return True
+        if self._replaced():
+            return False
+        with self._snapshot():
+            point = self._sync_point()
+            synced = self._synced
+            if point.generation == synced.generation:
+                return True
+            if (
+                point.generation < synced.generation
+                or self._meta_identity() != self._identity  # another embedder, another Qdrant collection...
+                or not _has_table(self._conn, "removed_passages")
+            ):
+                return False
+            logged = self._conn.execute(
+                "SELECT COUNT(*) FROM removed_passages WHERE seq > ?", (synced.removed_seq,)
+            ).fetchone()[0]
+            if logged != point.removed_seq - synced.removed_seq:
+                return False  # entries this reader needs were pruned
+            if self._faiss is not None:
+                self._apply_changes(synced)
+            # else: a current Qdrant collection, which the writer updates on every change itself
+            self._read_columns()
+            self._synced = point
+        return True
+
+    def _meta_identity(self) -> dict[str, str]:
+        """The store's ``meta`` rows but the generation: what the index is, which only a reopen follows."""
+        return {str(k): str(v) for k, v in self._conn.execute("SELECT key, value FROM meta WHERE key != 'generation'")}
+
+    def _replaced(self) -> bool:
+        """Whether the store file is gone or another one now (the index was removed, maybe built again)."""
+        try:
+            return (self.path / DB_FILE).stat().st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    def _apply_changes(self, since: _SyncPoint) -> None:
+        """Drop the vectors of passages removed after ``since`` and add those of passages added after it."""
+        removed = np.fromiter(
+            (
+                r[0]
+                for r in self._conn.execute(
+                    "SELECT DISTINCT passage_id FROM removed_passages WHERE seq > ?", (since.removed_seq,)
+                )
+            ),
+            dtype=np.int64,
+        )
+        if len(removed):
+            self._faiss.remove_ids(removed)
+        # A removed id can come back (SQLite reuses the highest ids after a delete): it is re-added.
+        cursor = self._conn.execute(
+            "SELECT id, vector FROM passages WHERE id > ?"
+            " OR id IN (SELECT passage_id FROM removed_passages WHERE seq > ?) ORDER BY id",
+            (since.max_passage_id, since.removed_seq),
+        )
+        while rows := cursor.fetchmany(4096):
+            vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            if vectors.shape[1] != self.dimension:
+                raise IndexCorruptError(f"a stored vector has {vectors.shape[1]} dimensions, expected {self.dimension}")
+            self._faiss.add_with_ids(vectors, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
 
     def _empty_faiss(self, spec: VectorIndexSpec = FLAT) -> Any:
         return new_vector_index(spec, self.dimension)
@@ -749,10 +881,27 @@ class PassageIndex:
         row["gone"] = int(page.gone)
         return row
 
+    @contextmanager
+    def _committed(self) -> Iterator[sqlite3.Connection]:
+        """A connection for a short lookup of committed rows that never waits on this index's lock.
+
+        A writer's lock is held through each commit and each flush (seconds when the vector index
+        is rebuilt): the crawler asks for validators on its event loop, so its lookups go through a
+        read-only connection of their own instead (WAL lets it read while the writer writes).
+        """
+        if self._read_only:
+            with self._lock:
+                yield self._conn
+            return
+        with self._lookup_lock:
+            if self._lookup is None:
+                self._lookup = self._connect(self.path / DB_FILE, read_only=True)
+            yield self._lookup
+
     def page_version(self, url: str) -> tuple[str, str] | None:
         """``(content_hash, chunking)`` of the stored page: equal values mean nothing to redo."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._committed() as conn:
+            row = conn.execute(
                 f"SELECT g.content_hash, {self._column['chunking']} FROM pages g WHERE g.url=?",  # noqa: S608 # column names only
                 (url,),
             ).fetchone()
@@ -760,8 +909,8 @@ class PassageIndex:
 
     def validators(self, url: str) -> tuple[str | None, str | None] | None:
         """``(etag, last_modified)`` of the stored page, for a conditional GET; None when not stored."""
-        with self._lock:
-            row = self._conn.execute(
+        with self._committed() as conn:
+            row = conn.execute(
                 f"SELECT {self._column['etag']}, {self._column['last_modified']} FROM pages g WHERE g.url=?",  # noqa: S608 # column names only
                 (url,),
             ).fetchone()
@@ -970,6 +1119,7 @@ class PassageIndex:
                 self._qdrant.persist()
                 manifest = self.manifest()
                 atomic_write_bytes(self.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode())
+                self._prune_removed_log()
                 return manifest
             # The kind follows the count here, not on every add: a rebuild trains on the whole store.
             current = spec_of(self._faiss)
@@ -979,7 +1129,16 @@ class PassageIndex:
             write_vector_index(self._faiss, self.path / FAISS_FILE)
             manifest = self.manifest()
             atomic_write_bytes(self.path / MANIFEST_FILE, json.dumps(manifest.to_json(), indent=2).encode())
+            self._prune_removed_log()
             return manifest
+
+    def _prune_removed_log(self) -> None:
+        """Keep the last :data:`_REMOVED_LOG_KEEP` removals; not a content change, so the generation stays."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "DELETE FROM removed_passages WHERE seq <= (SELECT max(seq) FROM removed_passages) - ?",
+                (_REMOVED_LOG_KEEP,),
+            )
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -228,25 +228,23 @@ class RetrievalConfig:
 class Retriever:
     """Searches whichever index it is handed with one configuration.
 
-    Keeps one :class:`HybridRetriever` per open index (its BM25 index is built on first use); an
-    index reopened after a change gets a fresh one.
+    Keeps one :class:`HybridRetriever` per open index object (its BM25 index is built on first use)
+    until :meth:`forget`: an index reopened after its store was replaced gets its own, while
+    requests still holding the old one keep searching theirs.
     """
 
     def __init__(self, embedder: Embedder, config: RetrievalConfig | None = None) -> None:
         self.embedder = embedder
         self.config = config or RetrievalConfig()
-        self._by_path: dict[str, HybridRetriever] = {}
+        self._by_index: dict[PassageIndex, HybridRetriever] = {}
         self._lock = threading.Lock()
 
     def _for(self, index: PassageIndex) -> HybridRetriever:
-        key = str(index.path)
         with self._lock:
-            current = self._by_path.get(key)
-            if current is None or current.index is not index:
-                if current is not None:
-                    current.close()
+            current = self._by_index.get(index)
+            if current is None:
                 current = HybridRetriever(index, self.embedder, mmr_lambda=self.config.mmr_lambda)
-                self._by_path[key] = current
+                self._by_index[index] = current
             return current
 
     def search(self, index: PassageIndex, question: str, k: int, *, vector: Vectors | None = None) -> list[SearchHit]:
@@ -274,9 +272,10 @@ class Retriever:
         return sources.merge(stored, live, k)
 
     def forget(self, index: PassageIndex) -> None:
-        """Drop what is kept for an index that is closed for good (a question's live pages)."""
+        """Drop what is kept for an index being closed (a question's live pages, an index the registry
+        closes once nobody holds it)."""
         with self._lock:
-            current = self._by_path.pop(str(index.path), None)
+            current = self._by_index.pop(index, None)
         if current is not None:
             current.close()
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from litestar.config.cors import CORSConfig
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -67,7 +69,7 @@ from service.generation import Generator
 from service.jobs import IngestJobRequest, JobManager
 from service.live import LiveOptions, LivePages, LiveRequest, LiveRequestError, UrlRefusedError
 from service.logs import request_id_middleware
-from service.registry import IndexRegistry
+from service.registry import IndexRegistry, Lease
 from service.settings import ServiceSettings
 from service.sources import SourceSet
 from service.websearch import SearchProvider
@@ -140,6 +142,7 @@ def _wire(
     settings = resources.settings
     resources.live = settings.live_pages(embedder, transport=live_transport, search=search)
     resources.answerer = settings.answerer(embedder, generator)
+    registry.on_close(resources.answerer.retriever.forget)
     resources.registry = registry
 
 
@@ -154,7 +157,8 @@ def _load(resources: Resources) -> None:
         generator = settings.generator()
         registry = settings.registry(embedder)
         for name in registry.names():
-            registry.get(name)  # build or load each FAISS index now, not on the first request
+            with registry.lease(name):  # build or load each FAISS index now, not on the first request
+                pass
         _wire(resources, registry, embedder, generator)
         resources.loaded_at = time.time()
         log.info("models loaded", seconds=round(time.perf_counter() - started, 1), indexes=registry.names())
@@ -199,6 +203,58 @@ def _problem_map() -> dict[type[Exception], Callable[[Any], ProblemDetailsExcept
         CitelineIndexError: problem(500, "Index error"),
         CiteLineServiceError: problem(500, "Service error"),
     }
+
+
+_PROBLEMS = _problem_map()
+
+
+def _problem(exc: Exception) -> ProblemDetailsException:
+    """The problem details a plain response would carry for ``exc`` (500 for an unexpected error)."""
+    if isinstance(exc, ProblemDetailsException):
+        return exc
+    for kind in type(exc).__mro__:
+        convert = _PROBLEMS.get(kind)
+        if convert is not None:
+            return convert(exc)
+    if isinstance(exc, HTTPException):
+        return ProblemDetailsException(status_code=exc.status_code, title=exc.detail, extra=exc.extra)
+    return ProblemDetailsException(
+        status_code=500, title="Internal error", detail="the answer failed; the service log has the details"
+    )
+
+
+def _problem_event(exc: Exception, *, event: str | None = "error") -> ServerSentEventMessage:
+    """An error after a stream started, as an event: the same problem details a plain response
+    would carry (its status is already sent as 200), logged like one and never re-raised, so the
+    client reads why instead of a dropped connection."""
+    problem = _problem(exc)
+    body: dict[str, Any] = {"status": problem.status_code}
+    if problem.title is not None:
+        body["title"] = problem.title
+    if problem.detail:
+        body["detail"] = problem.detail
+    if isinstance(problem.extra, dict):
+        body.update(problem.extra)
+    if not isinstance(exc, HTTPException) and not any(kind in _PROBLEMS for kind in type(exc).__mro__):
+        log.error("stream failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    else:
+        log.info("stream ended with a problem", status=problem.status_code, title=problem.title)
+    if event is None:
+        # OpenAI-style clients read a chunk with an ``error`` member as the stream's failure.
+        body["error"] = {"message": problem.detail or problem.title, "type": problem.title, "code": problem.status_code}
+    return ServerSentEventMessage(event=event, data=json.dumps(body))
+
+
+async def _off_loop(work: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking work in a thread. A thread cannot be stopped: a caller cancelled meanwhile (the
+    client left) waits for it to end, so what it uses (an index lease, the generator's turn) is
+    never released under it."""
+    task = asyncio.ensure_future(asyncio.to_thread(work, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise
 
 
 def _resources(state: State) -> Resources:
@@ -265,7 +321,7 @@ async def _generate(resources: Resources, work: Callable[[], Any]) -> Any:
             metrics.GENERATING.set(1)
             started = time.perf_counter()
             try:
-                return await asyncio.to_thread(work)
+                return await _off_loop(work)
             finally:
                 resources.gate.record(time.perf_counter() - started)
                 metrics.GENERATING.set(0)
@@ -275,7 +331,8 @@ async def _generate(resources: Resources, work: Callable[[], Any]) -> Any:
 
 def _index_gauges(registry: IndexRegistry) -> None:
     for name in registry.names():
-        manifest = registry.get(name).manifest()
+        with registry.lease(name) as index:
+            manifest = index.manifest()
         metrics.INDEX_PAGES.labels(name).set(manifest.pages)
         metrics.INDEX_PASSAGES.labels(name).set(manifest.passages)
 
@@ -301,8 +358,9 @@ async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, An
         return Response(body, status_code=503, headers={"Retry-After": "5"})
     default_index = resources.settings.index
     try:
-        await asyncio.to_thread(resources.registry.get, default_index)
-        await asyncio.to_thread(_index_gauges, resources.registry)
+        async with resources.registry.alease(default_index):
+            pass
+        await _off_loop(_index_gauges, resources.registry)
     except IndexNotFoundError as exc:
         return Response({"status": "no-index", "error": str(exc)}, status_code=503, headers={"Retry-After": "30"})
     return Response(
@@ -321,34 +379,48 @@ async def readyz(resources: NamedDependency[Resources]) -> Response[dict[str, An
 async def ask(data: JSONBody[AskRequest], resources: NamedDependency[Resources]) -> Answer | ServerSentEvent:
     question = _question(data.question, resources)
     registry, answerer = _ready(resources)
-    index = registry.get(data.index or resources.settings.index)
-    live = data.live_request(data.top_k or answerer.top_k)
-    if data.stream:
-        if resources.gate.busy and resources.gate.waiting >= resources.gate.max_waiting:
-            raise BusyError("the generator queue is full", resources.gate.retry_after())
-        sources = await _sources(resources, answerer, question, index, live)
-        return ServerSentEvent(_ask_events(resources, answerer, question, sources, data))
-    if live is not None:
-        sources = await _sources(resources, answerer, question, index, live)
-        try:
-            answer: Answer = await _generate(
-                resources, lambda: answerer.answer(question, sources, top_k=data.top_k, policy=data.policy, n=data.n)
-            )
-        finally:
-            _close(answerer, sources)
+    # Held until the answer is sent (a stream's last event): the index is never closed under it.
+    lease = await registry.aacquire(data.index or resources.settings.index)
+    streaming = False
+    try:
+        index = lease.index
+        live = data.live_request(data.top_k or answerer.top_k)
+        if data.stream:
+            if resources.gate.busy and resources.gate.waiting >= resources.gate.max_waiting:
+                raise BusyError("the generator queue is full", resources.gate.retry_after())
+            sources = await _sources(resources, answerer, question, index, live)
+            events = _ask_events(resources, answerer, question, sources, data, lease=lease)
+            # A stream the server never starts runs no ``finally``: its lease and live pages end with it.
+            lease.release_with(events)
+            weakref.finalize(events, _close, answerer, sources)
+            streaming = True
+            return ServerSentEvent(events)
+        if live is not None:
+            sources = await _sources(resources, answerer, question, index, live)
+            try:
+                answer: Answer = await _generate(
+                    resources,
+                    lambda: answerer.answer(question, sources, top_k=data.top_k, policy=data.policy, n=data.n),
+                )
+            finally:
+                _close(answerer, sources)
+            _observe(answer)
+            return answer
+        generation = await _off_loop(index.generation)
+        key = cache_key(index.name, generation, question, data.top_k, data.policy, data.n)
+        cached = resources.cache.get(key)
+        if cached is not None:
+            metrics.ANSWERS.labels("cached").inc()
+            return replace(cached, cached=True)
+        answer = await _generate(
+            resources, lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n)
+        )
         _observe(answer)
+        resources.cache.put(key, answer)
         return answer
-    key = cache_key(index.name, index.generation(), question, data.top_k, data.policy, data.n)
-    cached = resources.cache.get(key)
-    if cached is not None:
-        metrics.ANSWERS.labels("cached").inc()
-        return replace(cached, cached=True)
-    answer = await _generate(
-        resources, lambda: answerer.answer(question, index, top_k=data.top_k, policy=data.policy, n=data.n)
-    )
-    _observe(answer)
-    resources.cache.put(key, answer)
-    return answer
+    finally:
+        if not streaming:
+            lease.release()
 
 
 def _live_pages(resources: Resources) -> LivePages:
@@ -378,10 +450,11 @@ def _close(answerer: Answerer, sources: SourceSet) -> None:
 
 
 async def _ask_events(
-    resources: Resources, answerer: Answerer, question: str, sources: SourceSet, data: AskRequest
+    resources: Resources, answerer: Answerer, question: str, sources: SourceSet, data: AskRequest, *, lease: Lease
 ) -> AsyncIterator[ServerSentEventMessage]:
     """``retrieval``, ``draft`` tokens, then the verified ``answer``; a client that goes away stops
-    the generation at its next token."""
+    the generation at its next token. A failure ends the stream with an ``error`` event carrying
+    the problem details a plain request would get."""
     loop = asyncio.get_running_loop()
     tokens: asyncio.Queue[str] = asyncio.Queue()
     gone = threading.Event()
@@ -392,9 +465,7 @@ async def _ask_events(
 
     work: asyncio.Future[Any] | None = None
     try:
-        hits = await asyncio.to_thread(
-            answerer.retriever.search_sources, sources, question, data.top_k or answerer.top_k
-        )
+        hits = await _off_loop(answerer.retriever.search_sources, sources, question, data.top_k or answerer.top_k)
         if sources.report is not None:
             yield ServerSentEventMessage(event="live", data=msgspec.json.encode(sources.report).decode())
         retrieval = [msgspec.to_builtins(retrieved(h)) for h in hits]
@@ -419,11 +490,14 @@ async def _ask_events(
         answer: Answer = work.result()
         _observe(answer)
         yield ServerSentEventMessage(event="answer", data=msgspec.json.encode(answer).decode())
+    except Exception as exc:  # every failure becomes the error event, as a plain response would
+        yield _problem_event(exc)
     finally:
         gone.set()  # the client left (or all is sent): the generator stops at its next token
         if work is not None and not work.done():
             await asyncio.wait({work})
         _close(answerer, sources)
+        lease.release()
 
 
 @post("/v1/chat/completions", summary="OpenAI-compatible chat: verified answers, citations as url_citation annotations",
@@ -437,7 +511,28 @@ async def chat_completions(
         raise ProblemDetailsException(status_code=422, title="Invalid conversation", detail=str(exc)) from exc
     question = _question(last, resources)
     registry, answerer = _ready(resources)
-    index = registry.get(data.index or resources.settings.index)
+    lease = await registry.aacquire(data.index or resources.settings.index)
+    streaming = False
+    try:
+        result = await _chat(data, resources, answerer, question, history, lease=lease)
+        streaming = isinstance(result, ServerSentEvent)
+        return result
+    finally:
+        if not streaming:
+            lease.release()
+
+
+async def _chat(
+    data: ChatRequest,
+    resources: Resources,
+    answerer: Answerer,
+    question: str,
+    history: list[tuple[str, str]],
+    *,
+    lease: Lease,
+) -> Response[dict[str, Any]] | ServerSentEvent:
+    """The chat answer from the leased index; a stream takes the lease over and ends it."""
+    index = lease.index
     model = f"citeline/{answerer.generator.model_name}"
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     live = data.live_request(data.top_k or answerer.top_k)
@@ -459,35 +554,41 @@ async def chat_completions(
         return standalone, answer
 
     if data.stream:
-        return ServerSentEvent(_chat_events(work, model, request_id))
+        events = _chat_events(work, model, request_id, lease)
+        lease.release_with(events)
+        return ServerSentEvent(events)
     standalone, answer = await work()
     _observe(answer)
     return Response(completion(answer, model=model, standalone=standalone, request_id=request_id))
 
 
 async def _chat_events(
-    work: Callable[[], Awaitable[tuple[str, Answer]]], model: str, request_id: str
+    work: Callable[[], Awaitable[tuple[str, Answer]]], model: str, request_id: str, lease: Lease
 ) -> AsyncIterator[ServerSentEventMessage]:
     """Keep-alive comments while the answer is written and verified, then the verified answer as
-    chunks (only verified text is ever shown), ending with ``data: [DONE]``."""
+    chunks (only verified text is ever shown), ending with ``data: [DONE]``. A failure is one chunk
+    of problem details (with an OpenAI-style ``error`` member), then ``[DONE]``."""
     task = asyncio.ensure_future(work())
     try:
-        while not task.done():
-            done, _ = await asyncio.wait({task}, timeout=10)
-            if not done:
-                yield ServerSentEventMessage(comment="keep-alive", data=None)
-        standalone, answer = task.result()
-    except CiteLineServiceError as exc:
-        yield ServerSentEventMessage(data=json.dumps({"error": {"message": str(exc), "type": type(exc).__name__}}))
+        try:
+            while not task.done():
+                done, _ = await asyncio.wait({task}, timeout=10)
+                if not done:
+                    yield ServerSentEventMessage(comment="keep-alive", data=None)
+            standalone, answer = task.result()
+        except Exception as exc:  # every failure becomes the error chunk, as a plain response would
+            yield _problem_event(exc, event=None)
+            yield ServerSentEventMessage(data="[DONE]")
+            return
+        finally:
+            if not task.done():
+                await asyncio.wait({task})
+        _observe(answer)
+        for chunk in completion_chunks(answer, model=model, standalone=standalone, request_id=request_id):
+            yield ServerSentEventMessage(data=json.dumps(chunk))
         yield ServerSentEventMessage(data="[DONE]")
-        return
     finally:
-        if not task.done():
-            await asyncio.wait({task})
-    _observe(answer)
-    for chunk in completion_chunks(answer, model=model, standalone=standalone, request_id=request_id):
-        yield ServerSentEventMessage(data=json.dumps(chunk))
-    yield ServerSentEventMessage(data="[DONE]")
+        lease.release()
 
 
 @get("/v1/search", summary="Passage search as answers retrieve, no generation", guards=[requires("read")])
@@ -500,9 +601,9 @@ async def search_passages(
     if not q.strip():
         raise ProblemDetailsException(status_code=422, title="Empty query", detail="the query is blank")
     registry, answerer = _ready(resources)
-    passage_index = registry.get(index or resources.settings.index)
-    started = time.perf_counter()
-    hits = await asyncio.to_thread(answerer.retriever.search, passage_index, q, k)
+    async with registry.alease(index or resources.settings.index) as passage_index:
+        started = time.perf_counter()
+        hits = await _off_loop(answerer.retriever.search, passage_index, q, k)
     return SearchResponse(
         query=q,
         index=passage_index.name,

@@ -1,19 +1,72 @@
-"""Read-only access to the indexes of a data directory, shared by all requests."""
+"""Read-only access to the indexes of a data directory, shared by all requests.
+
+Requests hold an index through a :class:`Lease` for as long as they use it (a streamed answer for
+the stream's whole life). An index is kept open across ingest commits and catches up with them in
+place (:meth:`PassageIndex.refresh` reads only the passages added and removed since); it is
+replaced only when its store was replaced (removed and built again) or cannot be caught up. The
+index it replaces is closed when its last lease ends, never under a request that still reads it.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from indexes import PassageIndex, VectorBackend, list_indexes, validate_index_name
 
 
-class IndexRegistry:
-    """Opens indexes on first use and reopens one when an ingest has changed it since.
+@dataclass(eq=False, slots=True)
+class _Entry:
+    index: PassageIndex
+    leases: int = 0
+    retired: bool = False
+    """Replaced by a newer open of the same index: closed once ``leases`` reaches 0."""
 
-    A reopen reads the store's current generation, so answers come from the last committed
-    pages (never half-written ones) without restarting the service.
-    """
+
+class Lease:
+    """One holder's use of an open index; :meth:`release` ends it (once, however often it is called)."""
+
+    __slots__ = ("__weakref__", "_entry", "_registry")
+
+    def __init__(self, registry: IndexRegistry, entry: _Entry) -> None:
+        self._registry: IndexRegistry | None = registry
+        self._entry = entry
+
+    @property
+    def index(self) -> PassageIndex:
+        if self._registry is None:
+            raise RuntimeError(f"the lease on index {self._entry.index.name!r} has ended")
+        return self._entry.index
+
+    def release(self) -> None:
+        registry, self._registry = self._registry, None
+        if registry is not None:
+            registry._release(self._entry)
+
+    def release_with(self, holder: object) -> None:
+        """End the lease when ``holder`` is garbage (a stream the server never started has no
+        ``finally`` to run); :meth:`release` still ends it earlier."""
+        weakref.finalize(holder, self.release)
+
+    def __enter__(self) -> PassageIndex:
+        return self.index
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def _release_unclaimed(acquired: asyncio.Future[Lease]) -> None:
+    if not acquired.cancelled() and acquired.exception() is None:
+        acquired.result().release()
+
+
+class IndexRegistry:
+    """Opens indexes on first use, keeps them caught up with ingest commits, and hands out leases."""
 
     def __init__(
         self,
@@ -29,31 +82,103 @@ class IndexRegistry:
         self._qdrant_url = qdrant_url
         self._embedding_model = embedding_model
         self._dimension = dimension
-        self._open: dict[str, tuple[int, PassageIndex]] = {}
+        self._current: dict[str, _Entry] = {}
         self._lock = threading.Lock()
+        """Guards ``_current`` and every lease count: held for no I/O but closing a retired index."""
+        self._opening: dict[str, threading.Lock] = {}
+        """One per name: a slow open or catch-up of one index never holds up another's requests."""
+        self._on_close: list[Callable[[PassageIndex], None]] = []
+        self._closed = False
 
     def names(self) -> list[str]:
         return list_indexes(self._data_dir)
 
-    def get(self, name: str) -> PassageIndex:
-        """Raise IndexNotFoundError for an unknown name, EmbedderMismatchError for a foreign index."""
+    def on_close(self, listener: Callable[[PassageIndex], None]) -> None:
+        """Call ``listener`` with every index the registry closes (to drop what is kept for it)."""
+        self._on_close.append(listener)
+
+    def acquire(self, name: str) -> Lease:
+        """A lease on the index, caught up with the last commit. Blocking (it may read the store):
+        call it from a worker thread in async code, or use :meth:`alease`.
+
+        Raises IndexNotFoundError for an unknown name, EmbedderMismatchError for a foreign index.
+        """
         validate_index_name(name)
         with self._lock:
-            cached = self._open.get(name)
-            if cached is not None:
-                generation, index = cached
-                if index.generation() == generation:
-                    return index
-                index.close()
-            index = PassageIndex.open(
-                self._data_dir, name, read_only=True, vector_backend=self._vector_backend, qdrant_url=self._qdrant_url
-            )
+            if self._closed:
+                raise RuntimeError("the index registry is closed")
+            opening = self._opening.setdefault(name, threading.Lock())
+        with opening:
+            with self._lock:
+                entry = self._current.get(name)
+            if entry is not None and not entry.index.refresh():
+                self._retire(name, entry)
+                entry = None
+            if entry is None:
+                entry = _Entry(self._open(name))
+                with self._lock:
+                    self._current[name] = entry
+            with self._lock:
+                entry.leases += 1
+        return Lease(self, entry)
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[PassageIndex]:
+        """``with registry.lease(name) as index:`` (blocking, see :meth:`acquire`)."""
+        with self.acquire(name) as index:
+            yield index
+
+    async def aacquire(self, name: str) -> Lease:
+        """:meth:`acquire` in a worker thread; a caller cancelled meanwhile leaks no lease."""
+        future = asyncio.ensure_future(asyncio.to_thread(self.acquire, name))
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_release_unclaimed)
+            raise
+
+    @asynccontextmanager
+    async def alease(self, name: str) -> AsyncIterator[PassageIndex]:
+        """``async with registry.alease(name) as index:``, acquired off the event loop."""
+        with await self.aacquire(name) as index:
+            yield index
+
+    def _open(self, name: str) -> PassageIndex:
+        index = PassageIndex.open(
+            self._data_dir, name, read_only=True, vector_backend=self._vector_backend, qdrant_url=self._qdrant_url
+        )
+        try:
             index.check_embedder(self._embedding_model, self._dimension)
-            self._open[name] = (index.generation(), index)
-            return index
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    def _retire(self, name: str, entry: _Entry) -> None:
+        with self._lock:
+            if self._current.get(name) is entry:
+                del self._current[name]
+            entry.retired = True
+            idle = entry.leases == 0
+        if idle:
+            self._close(entry.index)
+
+    def _release(self, entry: _Entry) -> None:
+        with self._lock:
+            entry.leases -= 1
+            idle = entry.retired and entry.leases == 0
+        if idle:
+            self._close(entry.index)
+
+    def _close(self, index: PassageIndex) -> None:
+        for listener in self._on_close:
+            listener(index)
+        index.close()
 
     def close(self) -> None:
+        """Close every index now held by nobody; the others close as their last lease ends."""
         with self._lock:
-            for _, index in self._open.values():
-                index.close()
-            self._open.clear()
+            self._closed = True
+            entries = list(self._current.items())
+        for name, entry in entries:
+            self._retire(name, entry)

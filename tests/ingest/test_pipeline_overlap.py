@@ -200,3 +200,37 @@ async def test_same_index_and_summary_as_the_serial_pipeline(tmp_path: Path, mon
         assert index.check_integrity() == []
     assert results[0] == results[1]
     assert results[1][3] == 37 // 8 + 1, "a flush every 8 pages (two batches), and one at the end"
+
+
+class ThreadRecordingJournal(CrawlJournal):
+    """Records the thread of every journal write (each one a commit that fsyncs)."""
+
+    def __init__(self, index: PassageIndex) -> None:
+        super().__init__(index.path, {"test": "threads"})
+        self.threads: list[int] = []
+
+    def finish_urls(self, urls: Iterable[str]) -> None:
+        self.threads.append(threading.get_ident())
+        super().finish_urls(urls)
+
+    def complete(self) -> None:
+        self.threads.append(threading.get_ident())
+        super().complete()
+
+
+async def test_journal_commits_run_off_the_event_loop(tmp_path: Path) -> None:
+    """Each journal commit fsyncs; on the loop, it stalled every fetch and timer while the disk synced."""
+    index = make_index(tmp_path)
+    journal = ThreadRecordingJournal(index)
+
+    class Crawler:
+        def crawl(self, seeds: Sequence[str], **_: Any) -> AsyncIterator[CrawlItem]:
+            return Source(index, 12).__aiter__()
+
+    summary = await make_pipeline(index, SlowEmbedder()).run(Crawler(), ["http://site.test/"],  # type: ignore[arg-type]
+                                                             journal=journal)  # fmt: skip
+    assert summary.pages_new == 12
+    loop_thread = threading.get_ident()
+    assert journal.threads, "the journal was written"
+    assert loop_thread not in journal.threads
+    journal.close()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from litestar.testing import TestClient
 
 from indexes import HashEmbedder
 from service.app import create_app
+from service.exceptions import GenerationError
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
 from service.verify import JUDGE_SYSTEM
@@ -109,10 +111,10 @@ def test_not_found_abstains(client: TestClient) -> None:  # type: ignore[type-ar
     ],
 )
 def test_bad_requests_get_problem_details(
-    client: TestClient,
+    client: TestClient,  # type: ignore[type-arg]
     payload: dict[str, object],
     status: int,
-    title: str | None,  # type: ignore[type-arg]
+    title: str | None,
 ) -> None:
     response = client.post("/v1/ask", json=payload)
     assert response.status_code == status, response.text
@@ -142,3 +144,63 @@ def test_not_ready_without_the_default_index(tmp_path: Path) -> None:
         assert response.json()["status"] == "no-index"
         assert response.headers["retry-after"] == "30"
         assert test_client.get("/healthz").status_code == 200
+
+
+def sse_events(text: str) -> list[tuple[str, str]]:
+    """``(event name, data)`` of each server-sent event ("message" when unnamed), comments skipped."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        if data:
+            events.append((name, "\n".join(data)))
+    return events
+
+
+def failing(exc: Exception) -> ScriptedGenerator:
+    def script(_: Sequence[ChatMessage]) -> str:
+        raise exc
+
+    return ScriptedGenerator(script)
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "title"),
+    [
+        (GenerationError("the model server went away"), 503, "Generation failed"),
+        (RuntimeError("an unexpected bug"), 500, "Internal error"),
+    ],
+)
+def test_a_failing_stream_ends_with_a_problem_details_event(
+    tmp_path: Path, exc: Exception, status: int, title: str
+) -> None:
+    """Before, the exception escaped the event stream: a cut connection and a traceback in the log."""
+    one_page_index(tmp_path, EMBEDDER, PAGE_TEXT)
+    app = create_app(ServiceSettings(data_dir=tmp_path, index="docs", top_k=2), embedder=EMBEDDER,
+                     generator=failing(exc))  # fmt: skip
+    with TestClient(app) as client:
+        plain = client.post("/v1/ask", json={"question": "How do I read a JSON file?"})
+        assert plain.status_code == status
+        streamed = client.post("/v1/ask", json={"question": "How do I read a JSON file?", "stream": True})
+        assert streamed.status_code == 200
+        events = sse_events(streamed.text)
+        assert [name for name, _ in events] == ["retrieval", "error"]
+        problem = json.loads(events[-1][1])
+        assert (problem["status"], problem["title"]) == (status, title)
+        if status == 500:
+            assert "unexpected bug" not in problem["detail"]  # internals stay in the log
+        else:
+            assert plain.json()["title"] == title
+        chat = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Read JSON?"}], "stream": True}
+        )
+        assert chat.status_code == 200
+        chunks = [data for _, data in sse_events(chat.text)]
+        assert chunks[-1] == "[DONE]"
+        error = json.loads(chunks[-2])
+        assert (error["status"], error["title"]) == (status, title)
+        assert error["error"]["code"] == status

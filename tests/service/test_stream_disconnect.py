@@ -6,12 +6,13 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
-from indexes import HashEmbedder
+from indexes import HashEmbedder, PassageIndex
 from service.app import create_app
 from service.generation import ChatMessage, GenerationResult, TokenCallback
 from service.settings import ServiceSettings
@@ -108,6 +109,44 @@ def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["title"] == "Busy"
         first.join(timeout=60)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_slow_index_work_never_blocks_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening an index (a FAISS rebuild: seconds on a large store) ran on the event loop, so every
+    other request, /healthz included, waited for it."""
+    one_page_index(tmp_path, EMBEDDER, TEXT)
+    real_open = PassageIndex.open
+
+    def slow_open(*args: Any, **kwargs: Any) -> PassageIndex:
+        time.sleep(3)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(PassageIndex, "open", slow_open)
+    app = create_app(ServiceSettings(data_dir=tmp_path, index="docs", top_k=1), embedder=EMBEDDER,
+                     generator=SlowGenerator())  # fmt: skip
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        searched: list[httpx.Response] = []
+        search = threading.Thread(
+            target=lambda: searched.append(httpx.get(f"{base}/v1/search", params={"q": "json"}, timeout=30))
+        )
+        search.start()
+        time.sleep(0.5)  # the search is now opening the index
+        started = time.perf_counter()
+        assert httpx.get(f"{base}/healthz", timeout=30).status_code == 200
+        assert time.perf_counter() - started < 1.5
+        search.join(timeout=30)
+        assert searched[0].status_code == 200
+        assert searched[0].json()["hits"][0]["text"] == TEXT
     finally:
         uv.should_exit = True
         thread.join(timeout=10)

@@ -24,6 +24,7 @@ from service.cli import app
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
 from service.verify import JUDGE_SYSTEM
+from tests.conftest import citeline_env, run_citeline
 
 FIXTURES = Path(__file__).parent.parent / "data" / "indexes"
 EMBEDDER = HashEmbedder(32)
@@ -197,3 +198,17 @@ async def test_reingest_into_an_old_index(old_index: tuple[Path, VectorBackend],
         assert index.check_integrity() == []
     finally:
         index.close()
+
+
+def test_the_citeline_command_removes_pages_from_an_old_index(old_index: tuple[Path, VectorBackend]) -> None:
+    """The reported failure, as reported: the installed ``citeline index remove`` on an index
+    written before the aliases table (it loads no model, so this runs the real command)."""
+    data_dir, backend = old_index
+    env = citeline_env(data_dir, CITELINE_INDEX="docs", CITELINE_VECTOR_BACKEND=backend)
+    removed = run_citeline(["index", "remove", ZLIB_URL], env, timeout=120)
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout.split() == [ZLIB_URL]
+    assert "index now 2 pages, 4 passages" in removed.stderr
+    listed = run_citeline(["index", "list"], env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "docs" in listed.stdout

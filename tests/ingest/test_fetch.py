@@ -1,18 +1,31 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.server
 import threading
+import zlib
 from collections.abc import Callable
 
 import httpx
 import pytest
 
-from ingest import Crawler, CrawlLimits, CrawlScope, FetchedPage, FetchFailure, make_client, scope_prefix
+from ingest import (
+    Crawler,
+    CrawlLimits,
+    CrawlScope,
+    FetchedPage,
+    FetchError,
+    FetchFailure,
+    TooLargeError,
+    make_client,
+    scope_prefix,
+)
+from ingest.bounded import read_bounded
 from ingest.fetch import extract_links
 from ingest.politeness import RobotsCache, TdmRepCache
 from ingest.safety import AddressPolicy
-from tests.bombs import BOMBS, LIMIT, bomb_response, peak_memory
+from tests.bombs import BOMBS, LIMIT, Trickle, bomb_response, peak_memory
 
 PAGES = {
     "/docs/index.html": '<a href="a.html">A</a> <a href="sub/b.html#frag">B</a> <a href="/other/x.html">X</a>'
@@ -344,3 +357,51 @@ async def test_bombs_over_a_real_loopback_connection(robots_encoding: str) -> No
         assert {f.kind for f in failures.values()} == {"robots"}
         assert "unsupported content-encoding 'br'" in failures[f"{base}/ok.html"].reason
         assert server.requested == ["/robots.txt"]  # type: ignore[attr-defined]
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("", lambda d: d),
+        ("identity", lambda d: d),
+        ("gzip", gzip.compress),
+        ("x-gzip", gzip.compress),
+        ("deflate", zlib.compress),  # what RFC 9110 calls deflate: a zlib stream
+        ("deflate", _raw_deflate),  # what some servers send instead
+        ("gzip", lambda d: gzip.compress(d[:500]) + gzip.compress(d[500:])),  # two members are one stream
+        ("GZIP, identity", gzip.compress),
+    ],
+)
+@pytest.mark.parametrize("size", [999, 1000, 1001])
+async def test_read_bounded_decodes_exactly_up_to_the_cap(
+    encoding: str, encode: Callable[[bytes], bytes], size: int
+) -> None:
+    data = bytes(range(256)) * 4
+    body = data[:size] if size <= len(data) else data + b"x" * (size - len(data))
+    response = httpx.Response(200, stream=Trickle(encode(body), chunk=7), headers={"content-encoding": encoding})
+    if size <= 1000:
+        assert await read_bounded(response, 1000, "https://h.example/") == body
+    else:
+        with pytest.raises(TooLargeError) as caught:
+            await read_bounded(response, 1000, "https://h.example/")
+        what = "body larger than" if encoding in ("", "identity") else "decompresses to more than"
+        assert (caught.value.reason, caught.value.kind) == (f"{what} 1000 bytes", "size")
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br", "gzip, gzip"])
+async def test_read_bounded_refuses_encodings_it_cannot_bound(encoding: str) -> None:
+    response = httpx.Response(200, stream=Trickle(b"\0" * 10), headers={"content-encoding": encoding})
+    with pytest.raises(FetchError, match="unsupported content-encoding") as caught:
+        await read_bounded(response, 1000, "https://h.example/")
+    assert caught.value.kind == "type"
+
+
+async def test_corrupt_compressed_body_is_a_clear_error() -> None:
+    response = httpx.Response(200, stream=Trickle(b"not gzip at all"), headers={"content-encoding": "gzip"})
+    with pytest.raises(FetchError, match="corrupt compressed body"):
+        await read_bounded(response, 1000, "https://h.example/")

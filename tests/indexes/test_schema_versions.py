@@ -145,7 +145,7 @@ def cli_env(old_index: tuple[Path, VectorBackend], monkeypatch: pytest.MonkeyPat
     return data_dir
 
 
-def test_every_command_opens_migrates_and_uses_an_old_index(cli_env: Path) -> None:
+def test_every_command_opens_migrates_and_uses_an_old_index(cli_env: Path, tmp_path: Path) -> None:
     runner = CliRunner()
 
     def run(*args: str) -> str:
@@ -158,10 +158,18 @@ def test_every_command_opens_migrates_and_uses_an_old_index(cli_env: Path) -> No
     assert JSON_URL in run("search", "json.load reads a document from a file")
     answer = json.loads(run("ask", "--json", "How does json.load read a document?"))
     assert [c["url"] for c in answer["citations"]] == [JSON_URL]
-    # The writer migrates, then removes.
+    # The writers migrate, then write: a page removed, then one added by an ingest.
     assert ZLIB_URL in run("index", "remove", "https://docs.example/old/*")
     assert "docs" in run("index", "list")
     assert ZLIB_URL not in run("search", "zlib.compress shrinks bytes")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "gzip.html").write_text(
+        "<html><head><title>gzip</title></head><body><h1>gzip</h1><p>gzip.open opens a compressed file"
+        " in binary or text mode, described here in enough words for the extractor.</p></body></html>"
+    )
+    run("ingest", "--dir", str(site), "--base-url", "https://docs.example/")
+    assert "https://docs.example/gzip.html" in run("search", "gzip.open opens a compressed file")
     columns, tables = columns_and_tables(cli_env)
     assert columns >= set(_ADDED_PAGE_COLUMNS)
     assert "aliases" in tables

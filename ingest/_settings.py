@@ -21,7 +21,12 @@ class IngestSettings(CitelineSettings):
     """Honour robots.txt (RFC 9309). Turning it off is for crawling your own mirror only."""
     allow_hosts: list[str] = Field(default_factory=list)
     """Private addresses the crawler may reach on purpose (``127.0.0.1:8765``, ``10.0.0.0/8``,
-    ``localhost``); every other loopback, private, link-local... address is refused."""
+    ``localhost``); every other loopback, private, link-local... address is refused. Ingest only
+    (``citeline ingest`` and jobs of an ``ingest`` key): live pages read ``live_allow_hosts``."""
+    live_allow_hosts: list[str] = Field(default_factory=list)
+    """Private addresses pages fetched at question time may come from (``urls``, ``search`` results,
+    ``recheck``), in the same forms. Empty by default: any ``read`` caller can name a live URL, so a
+    network opened for ingest is not opened to them."""
     conditional_get: bool = True
     """Revalidate stored pages with If-None-Match / If-Modified-Since: an unchanged page costs a 304."""
     embed_batch_passages: int = 64

@@ -3,7 +3,8 @@
 :class:`OnDemandFetcher` is the crawler's safe client without the crawl: the SSRF guard (checked
 before any request and again on every connection and redirect), robots.txt, the owner's AI
 opt-outs (``noindex``/``noai``/TDMRep), per-host pacing, content-type and decoded-size caps and
-timeouts, all from :class:`IngestSettings`. :func:`extract_page` turns what it fetched into the
+timeouts, all from :class:`IngestSettings` (whose ``live_allow_hosts``, not the crawler's
+``allow_hosts``, opens private addresses). :func:`extract_page` turns what it fetched into the
 page record and passages an index stores, as the pipeline does.
 """
 
@@ -40,7 +41,8 @@ class OnDemandFetcher:
         per_host_delay: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.policy = AddressPolicy.from_strings(settings.allow_hosts)
+        # Not ``allow_hosts``: a network opened for ingest stays closed to question-time fetches.
+        self.policy = AddressPolicy.from_strings(settings.live_allow_hosts)
         self._client = make_client(
             user_agent=settings.user_agent,
             connect_timeout=min(settings.connect_timeout, timeout_s),

@@ -691,7 +691,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.resources = resources
-        resources.jobs = JobManager(settings.data_dir, command=job_command or _citeline_command())
+        resources.jobs = JobManager(
+            settings.data_dir,
+            command=job_command or _citeline_command(),
+            allow_hosts=settings.allow_hosts,
+            url_maps=settings.ingest_url_maps,
+        )
         resources.jobs.on_finish = _count_job
         restarted = resources.jobs.recover()
         if restarted:

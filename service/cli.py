@@ -203,6 +203,9 @@ def ingest(
     ] = None,
     engine: Annotated[str, typer.Option(help="local: this process; ray: extract, chunk and embed on Ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (--engine ray); default: local.")] = None,
+    job_spec: Annotated[
+        Path | None, typer.Option(hidden=True, help="A job spec the service wrote: the run's only input.")
+    ] = None,
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -210,6 +213,25 @@ def ingest(
     from ingest import CrawlScope, IngestInputs, IngestSettings, UrlMap, run_ingest
 
     settings = IngestSettings()
+    if job_spec is not None:
+        # A job of the HTTP service: everything comes from the spec the service validated and wrote,
+        # and nothing else may be added to it (no local files, allow-list, engine or URL mapping).
+        others = (urls, max_pages, index, map_url, sitemap, feed, directory, warc, allow, deny, allow_host,
+                  record_warc, ray_address, robots_sitemaps, keep_gone, base_url)  # fmt: skip
+        if any(others) or scope != "prefix" or max_depth != 10 or engine != "local":
+            raise _fail("--job-spec is a job's only input: give no other input option", 2)
+        from service.jobs import load_spec
+
+        try:
+            spec = load_spec(job_spec)
+        except ValueError as exc:
+            raise _fail(str(exc), 2) from exc
+        job = spec.request
+        settings.data_dir, settings.allow_hosts = Path(spec.data_dir), list(spec.allow_hosts)
+        urls, sitemap, feed, allow, deny = job.seeds, job.sitemaps, job.feeds, job.allow, job.deny
+        index, max_pages, max_depth, scope = job.index, job.max_pages, job.max_depth, job.scope
+        keep_gone = job.keep_gone
+        map_url = spec.url_maps
     if allow_host:
         settings.allow_hosts = [*settings.allow_hosts, *allow_host]
     if scope not in ("prefix", "host"):

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from indexes import Embedder, RetrievalMode
-from ingest import ChunkSizes, IngestSettings, OnDemandFetcher
+from ingest import ChunkSizes, IngestSettings, OnDemandFetcher, UrlMap
 from service.answering import Answerer, RetrievalConfig
 from service.budget import BudgetConfig
 from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
@@ -56,10 +56,15 @@ class ServiceSettings(IngestSettings):
     """Answers kept for repeated questions against an unchanged index (0: no cache)."""
     max_queue: int = 8
     """Requests that may wait for the generator behind the running one; more get 503 + Retry-After."""
-    api_keys: dict[str, str] = Field(default_factory=dict)
-    """API key -> scope (``read`` or ``ingest``). Empty: no key needed (fine on loopback only)."""
+    api_keys: dict[SecretStr, str] = Field(default_factory=dict)
+    """API key -> scope (``read`` or ``ingest``). Empty: no key needed (fine on loopback only).
+    The keys are secrets: kept out of reprs, logs and error bodies."""
     rate_limit_per_minute: int = 60
     """Requests a minute per API key (per client address without keys); more get 429 + Retry-After."""
+    ingest_url_maps: list[str] = Field(default_factory=list)
+    """``FETCHED_PREFIX=PUBLIC_PREFIX`` rules every ingest job started over HTTP applies (its pages
+    are cited under the public URL, as ``citeline ingest --map-url`` does). Server configuration
+    only: a request cannot make citations claim a page came from somewhere else."""
     cors_origins: list[str] = Field(default_factory=list)
     """Origins browsers may call the API from (``["https://chat.example"]``); none by default."""
 
@@ -73,8 +78,9 @@ class ServiceSettings(IngestSettings):
 
     live_budget_s: float = Field(default=8.0, gt=0)
     """Seconds a question may spend fetching live pages (``urls``, ``search``, ``recheck``); pages
-    not fetched by then are listed as skipped. The crawler's SSRF allow-list (``allow_hosts``),
-    robots.txt, opt-outs, size cap and user agent apply to live pages as to ingest."""
+    not fetched by then are listed as skipped. The SSRF guard (opened only by ``live_allow_hosts``,
+    never by ingest's ``allow_hosts``), robots.txt, opt-outs, size cap and user agent apply to live
+    pages as to ingest."""
     live_max_urls: int = Field(default=10, ge=1, le=10)
     """Live pages per question (named and found by search together)."""
     live_passages_per_page: int = Field(default=24, ge=2)
@@ -92,6 +98,12 @@ class ServiceSettings(IngestSettings):
     by default (requests asking for a search get 422). The compose profile ``search`` runs one."""
     search_results: int = Field(default=3, ge=1, le=10)
     """Top search results fetched per question."""
+
+    @field_validator("ingest_url_maps")
+    @classmethod
+    def _url_maps_parse(cls, value: list[str]) -> list[str]:
+        UrlMap.parse(value)  # a malformed rule fails at start-up, not in every job
+        return value
 
     def answerer(self, embedder: Embedder, generator: Generator) -> Answerer:
         """The answering core these settings describe."""

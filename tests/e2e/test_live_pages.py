@@ -40,6 +40,9 @@ from tests.conftest import (
 pytestmark = pytest.mark.e2e
 
 SLOW_SECONDS = 30.0
+# The loopback site is opened to question-time fetches on purpose; ingest's allow-list (which
+# citeline_env sets) no longer opens them.
+LIVE_ALLOW_HOSTS = '["127.0.0.1"]'
 
 
 @dataclass
@@ -132,7 +135,8 @@ def service(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert json.loads((data_dir / "s.json").read_text())["pages_indexed"] == 2
-    with live_service(data_dir, index="stored", CITELINE_SEARCH_URL=site.base_url.rstrip("/")) as live:
+    with live_service(data_dir, index="stored", CITELINE_SEARCH_URL=site.base_url.rstrip("/"),
+                      CITELINE_LIVE_ALLOW_HOSTS=LIVE_ALLOW_HOSTS) as live:  # fmt: skip
         yield live
 
 
@@ -249,7 +253,7 @@ def test_cli_ask_answers_from_a_live_url(service: LiveService, site: Site) -> No
     completed = run_citeline(
         ["ask", "How do I get the list of file names in a ZIP archive?", "--url", site.base_url + "zipfile.html",
          "--sources", "live", "--json"],
-        citeline_env(service.data_dir, CITELINE_INDEX="stored"),
+        citeline_env(service.data_dir, CITELINE_INDEX="stored", CITELINE_LIVE_ALLOW_HOSTS=LIVE_ALLOW_HOSTS),
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-3000:]
     answer = json.loads(completed.stdout)
@@ -260,7 +264,8 @@ def test_cli_ask_answers_from_a_live_url(service: LiveService, site: Site) -> No
 
 def test_cli_ask_refuses_an_ssrf_url_before_fetching(service: LiveService, forbidden: Site) -> None:
     completed = run_citeline(["ask", "What is there?", "--url", forbidden.base_url + "secret.html"],
-                             citeline_env(service.data_dir, CITELINE_INDEX="stored"))  # fmt: skip
+                             citeline_env(service.data_dir, CITELINE_INDEX="stored",
+                                          CITELINE_LIVE_ALLOW_HOSTS=LIVE_ALLOW_HOSTS))  # fmt: skip
     assert completed.returncode == 2
     assert "127.0.0.2" in completed.stderr
     assert "nothing was fetched" in completed.stderr

@@ -68,8 +68,10 @@ def ingested(python_docs: StaticServer, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def service(ingested: tuple[Path, dict[str, Any], str]) -> Iterator[LiveService]:
-    with live_service(ingested[0], index="py") as live:
+def service(ingested: tuple[Path, dict[str, Any], str], python_docs: StaticServer) -> Iterator[LiveService]:
+    # Jobs started over HTTP cite the public site: the mapping is the server's, never a request's.
+    url_maps = json.dumps([f"{python_docs.base_url}={PUBLIC}"])
+    with live_service(ingested[0], index="py", CITELINE_INGEST_URL_MAPS=url_maps) as live:
         yield live
 
 
@@ -266,12 +268,17 @@ def test_web_ui_in_headless_chromium(service: LiveService, tmp_path: Path) -> No
 def test_ingest_job_over_http_while_questions_are_answered(service: LiveService, python_docs: StaticServer) -> None:
     """A job started over HTTP crawls real pages into a new index while /v1/ask keeps answering."""
     seeds = [python_docs.base_url + "library/shutil.html", python_docs.base_url + "library/tempfile.html"]
+    # A seed shaped like an option, or a mapping of the caller's own, never starts a job.
+    for hostile in (
+        {"seeds": ["--dir=/"], "index": "jobs"},
+        {"seeds": seeds, "index": "jobs", "map_url": [f"{python_docs.base_url}=https://evil.example/"]},
+    ):
+        refused = httpx.post(f"{service.base_url}/v1/ingest", json=hostile, timeout=30)
+        assert refused.status_code in (400, 422), refused.text
+    assert httpx.get(f"{service.base_url}/v1/ingest", timeout=10).json() == []
     started = httpx.post(
-        f"{service.base_url}/v1/ingest",
-        json={"seeds": seeds, "index": "jobs", "max_depth": 0,
-              "map_url": [f"{python_docs.base_url}={PUBLIC}"]},
-        timeout=30,
-    )  # fmt: skip
+        f"{service.base_url}/v1/ingest", json={"seeds": seeds, "index": "jobs", "max_depth": 0}, timeout=30
+    )
     assert started.status_code == 202, started.text
     job_id = started.json()["id"]
     during = service.ask("How do I read a JSON file in Python?")

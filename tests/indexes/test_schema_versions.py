@@ -22,6 +22,7 @@ from indexes._store import _ADDED_PAGE_COLUMNS, COLLECTION_KEY, DB_FILE
 from ingest import IngestInputs, IngestSettings, run_ingest
 from service.cli import app
 from service.generation import ChatMessage, ScriptedGenerator
+from service.registry import IndexRegistry
 from service.settings import ServiceSettings
 from service.verify import JUDGE_SYSTEM
 from tests.conftest import citeline_env, run_citeline
@@ -220,3 +221,32 @@ def test_the_citeline_command_removes_pages_from_an_old_index(old_index: tuple[P
     listed = run_citeline(["index", "list"], env, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert "docs" in listed.stdout
+
+
+def test_the_service_registry_serves_an_old_index_before_and_after_a_writer_migrates_it(
+    old_index: tuple[Path, VectorBackend],
+) -> None:
+    data_dir, backend = old_index
+    registry = IndexRegistry(data_dir, EMBEDDER.model_name, EMBEDDER.dimension, vector_backend=backend)
+    query = EMBEDDER.embed(["zlib.compress shrinks bytes"])
+    try:
+        assert registry.names() == ["docs"]
+        with registry.lease("docs") as index:
+            hits = index.search(query, k=1)
+            assert hits[0].url == ZLIB_URL
+            assert hits[0].metadata["gone"] == "false"
+        if backend == "qdrant":
+            registry.close()  # embedded Qdrant: one process-wide client per folder, and the writer needs it
+        writer = PassageIndex.open(data_dir, "docs", read_only=False, vector_backend=backend)
+        try:
+            writer.remove_page(ZLIB_URL)
+            writer.flush()
+        finally:
+            writer.close()
+        if backend == "qdrant":
+            registry = IndexRegistry(data_dir, EMBEDDER.model_name, EMBEDDER.dimension, vector_backend=backend)
+        with registry.lease("docs") as index:
+            assert ZLIB_URL not in {h.url for h in index.search(query, k=6)}
+            assert index.search(EMBEDDER.embed(["csv.writer writes rows to a file"]), k=1)[0].url == CSV_URL
+    finally:
+        registry.close()

@@ -116,6 +116,8 @@ def _check_job_url(name: str, url: str, policy: AddressPolicy) -> None:
         check_url(canonical(url), policy)
     except BlockedAddressError as exc:
         raise JobRequestError(f"{name}: {exc.reason}") from exc
+    except ValueError as exc:  # urllib's own complaints (``http://[x``) while normalising
+        raise JobRequestError(f"{name}: not a URL ({exc})") from exc
 
 
 def validate_request(request: IngestJobRequest, policy: AddressPolicy) -> None:
@@ -135,7 +137,7 @@ def validate_request(request: IngestJobRequest, policy: AddressPolicy) -> None:
             _printable(f"{name}[{position}]", pattern)
             try:
                 re.compile(pattern)
-            except (re.error, RecursionError, OverflowError, ValueError) as exc:
+            except (re.error, RecursionError, OverflowError, ValueError, FutureWarning) as exc:
                 raise JobRequestError(f"{name}[{position}]: not a regular expression ({exc})") from exc
 
 

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 
 from indexes import SearchHit
+from ingest.text import strip_invisible
 from service.generation import ChatMessage
 
 NOT_FOUND = "NOT FOUND"
@@ -48,16 +49,78 @@ _FEW_SHOT: tuple[tuple[str, str], ...] = (
     ),
 )
 
-# Zero-width and bidi control characters can hide text from a human reader of the page but not
-# from the model; they carry no meaning for answering, so they are removed from the sources.
-_INVISIBLE = re.compile("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# Page text must not be able to forge the prompt's structure. The prompt is line-based: a source
+# starts with a "[n] label" line and the question with a "Question:" line, so a page line that
+# starts like either (or like "Sources:", "Answer:", a "Source 3:" label or a "system:" /
+# "assistant:" chat turn) is rewritten to read as plain text: "[3]" becomes "(3)" and the colon
+# after the keyword a dash. Chat-template tokens ("<|im_start|>") would be parsed as real turn
+# boundaries by the tokenizer wherever they appear, so their bars go everywhere.
+_KEYWORDS = r"sources?(?:\s*\d{1,4})?|question|answer|claim|passage|system|user|assistant|human|developer|tool"
+_LINE_START = r"^([\s>*_#\"'“‘(\-]*)"
+# A colon that a word follows ("user:pass@host") is a URL or code, not a label.
+_FORGED_LINE = re.compile(rf"{_LINE_START}(?:\[(\d{{1,4}})\]|({_KEYWORDS})\s*:(?![\w/@]))", re.I | re.M)
+# Mid-line, only a keyword label counts ("a[0]" is code).
+_KEYWORD_ANYWHERE = re.compile(rf"\b({_KEYWORDS})\s*:(?![\w/@])", re.I)
+_TEMPLATE_TOKEN = re.compile(r"<\|([^<>|\n]{0,40})\|>")
+
+
+# Text that talks to a model rather than to a reader: a chat turn ("assistant: ..."), a note to an
+# AI, an order to ignore earlier instructions. Documentation has no reason to contain it and a small
+# model obeys it (a fake transcript's "assistant:" answer, a "NOTE TO AI" port, even rewritten as
+# plain text), so the model never reads it: a chat-turn line goes whole, and from the first sentence
+# that addresses a model the rest of its line goes, since what follows is the attacker's text too.
+# The stored page keeps it (citations quote the page as it is). A heuristic: it catches the
+# phrasings injections use, not every possible one; the rewrites above hold either way.
+_CHAT_TURN = re.compile(r"^[\W_]*(?:system|user|assistant|human|developer)\s*:(?![\w/@])", re.I)
+_ADDRESSES_MODEL = re.compile(
+    r"\b(?:note|message|instructions?|attention|reminder)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?"
+    r"(?:AI|LLM|GPT|chatbot|language\s+model|assistant|model|agent|bot)s?\b"
+    r"|\bAI\s+(?:assistants?|agents?|models?|systems?|chatbots?)\s*[:,]"
+    r"|\b(?:ignore|disregard|forget)\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier|preceding)"
+    r"\s+(?:instructions|rules|prompts?|directions)",
+    re.I,
+)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+
+
+def _without_text_to_model(text: str) -> str:
+    kept = []
+    for line in text.split("\n"):
+        if _CHAT_TURN.match(line):
+            continue
+        shown = line
+        if _ADDRESSES_MODEL.search(line):
+            sentences = _SENTENCE_BREAK.split(line)
+            first = next((i for i, sentence in enumerate(sentences) if _ADDRESSES_MODEL.search(sentence)), 0)
+            shown = " ".join(sentences[:first])
+        if shown:
+            kept.append(shown)
+    return "\n".join(kept)
+
+
+def _unforge(match: re.Match[str]) -> str:
+    lead, number, keyword = match.groups()
+    return f"{lead}({number})" if number is not None else f"{lead}{keyword} -"
+
+
+def neutralise(text: str, *, anywhere: bool = False) -> str:
+    """``text`` from a page, unable to pass for prompt structure and without text addressed to a model
+    (see above); invisible characters go too.
+
+    ``anywhere`` also rewrites labels in the middle of a line, for prompts that hold page text on
+    one line (the judge's)."""
+    text = _without_text_to_model(_TEMPLATE_TOKEN.sub(r"<\1>", strip_invisible(text)))
+    text = _FORGED_LINE.sub(_unforge, text)
+    return _KEYWORD_ANYWHERE.sub(r"\1 -", text) if anywhere else text
 
 
 def source_block(number: int, hit: SearchHit, max_chars: int, text: str | None = None) -> str:
     """One numbered source: its page title and heading, then ``text`` (the passage by default)."""
     title = hit.title.strip()
     label = f"{title} — {hit.heading}" if hit.heading and hit.heading not in title else title
-    text = _INVISIBLE.sub("", hit.text if text is None else text)
+    # The label is page text too: kept on one line, so it cannot start a forged source of its own.
+    label = neutralise(" ".join(label.split()), anywhere=True)
+    text = neutralise(hit.text if text is None else text)
     if len(text) > max_chars:
         text = text[:max_chars].rsplit(" ", 1)[0] + " …"
     return f"[{number}] {label}\n{text}"

@@ -886,8 +886,9 @@ class PassageIndex:
         """A connection for a short lookup of committed rows that never waits on this index's lock.
 
         A writer's lock is held through each commit and each flush (seconds when the vector index
-        is rebuilt): the crawler asks for validators on its event loop, so its lookups go through a
-        read-only connection of their own instead (WAL lets it read while the writer writes).
+        is rebuilt): the crawler asks for validators on its event loop and the pipeline checks each
+        page it extracts (stored version, duplicates) while a batch is stored, so these lookups go
+        through a read-only connection of their own (WAL lets it read while the writer writes).
         """
         if self._read_only:
             with self._lock:
@@ -1074,8 +1075,8 @@ class PassageIndex:
         """The URL of the oldest live (not gone) page with this content hash, other than ``exclude_url``."""
         if not content_hash:
             return None  # pages stored without a hash are not all duplicates of each other
-        with self._lock:
-            row = self._conn.execute(
+        with self._committed() as conn:
+            row = conn.execute(
                 f"SELECT g.url FROM pages g WHERE g.content_hash=? AND g.url IS NOT ? AND {self._column['gone']}=0"  # noqa: S608 # column names only
                 " ORDER BY g.id LIMIT 1",
                 (content_hash, exclude_url),
@@ -1094,10 +1095,8 @@ class PassageIndex:
         if self._column["simhash"] == "NULL":
             return None  # an unmigrated store has no SimHashes
         best: tuple[int, int, str] | None = None
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, url, simhash FROM pages WHERE simhash IS NOT NULL AND gone=0"
-            ).fetchall()
+        with self._committed() as conn:
+            rows = conn.execute("SELECT id, url, simhash FROM pages WHERE simhash IS NOT NULL AND gone=0").fetchall()
         for page_id, url, value in rows:
             distance = _hamming(value, target)
             if distance <= max_distance and url != exclude_url:

@@ -111,15 +111,21 @@ def test_refresh_refuses_a_replaced_store(tmp_path: Path) -> None:
 
 
 def test_crawler_lookups_do_not_wait_for_the_writers_lock(tmp_path: Path) -> None:
-    """The crawler asks for validators on its event loop; a flush holds the writer's lock for the
-    whole FAISS write (seconds for a large index), which stalled every fetch behind it."""
+    """The crawler asks for validators on its event loop, and the pipeline checks every extracted
+    page (stored version, duplicates); a flush holds the writer's lock for the whole FAISS write
+    (seconds for a large index), which stalled fetching behind it."""
     ingest = writer(tmp_path)
     store(ingest, "https://a.example/1", ["one first"])
     answers: list[object] = []
     with ingest._lock:  # as a flush or a commit in another thread holds it
         lookup = threading.Thread(
             target=lambda: answers.extend(
-                [ingest.validators("https://a.example/1"), ingest.page_version("https://a.example/1")]
+                [
+                    ingest.validators("https://a.example/1"),
+                    ingest.page_version("https://a.example/1"),
+                    ingest.page_with_hash(str(hash("one first"))),
+                    ingest.near_duplicate(0, max_distance=64),
+                ]
             )
         )
         lookup.start()
@@ -129,6 +135,7 @@ def test_crawler_lookups_do_not_wait_for_the_writers_lock(tmp_path: Path) -> Non
     assert finished_under_lock
     assert answers[0] == (f'"{hash("one first")}"', None)
     assert answers[1] is not None
+    assert answers[2] == "https://a.example/1"
     ingest.close()
 
 

@@ -88,7 +88,6 @@ class IndexRegistry:
         self._opening: dict[str, threading.Lock] = {}
         """One per name: a slow open or catch-up of one index never holds up another's requests."""
         self._on_close: list[Callable[[PassageIndex], None]] = []
-        self._closed = False
 
     def names(self) -> list[str]:
         return list_indexes(self._data_dir)
@@ -105,8 +104,6 @@ class IndexRegistry:
         """
         validate_index_name(name)
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the index registry is closed")
             opening = self._opening.setdefault(name, threading.Lock())
         with opening:
             with self._lock:
@@ -176,9 +173,9 @@ class IndexRegistry:
         index.close()
 
     def close(self) -> None:
-        """Close every index now held by nobody; the others close as their last lease ends."""
+        """Close every index now held by nobody; the others close as their last lease ends. A later
+        :meth:`acquire` opens the index again (an app whose lifespan restarts keeps its registry)."""
         with self._lock:
-            self._closed = True
             entries = list(self._current.items())
         for name, entry in entries:
             self._retire(name, entry)

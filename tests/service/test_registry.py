@@ -175,3 +175,16 @@ def faiss_ids(index: PassageIndex) -> np.ndarray[Any, np.dtype[np.int64]]:
     import faiss
 
     return faiss.vector_to_array(index._faiss.id_map)
+
+
+def test_a_closed_registry_reopens_on_the_next_lease(data_dir: Path) -> None:
+    """The app closes its registry when its lifespan ends; a lifespan that starts again reuses it."""
+    registry = IndexRegistry(data_dir, EMBEDDER.model_name, EMBEDDER.dimension)
+    with registry.lease("docs") as first:
+        pass
+    registry.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        first.page_count()
+    with registry.lease("docs") as again:
+        assert top(again, "alpha beta gamma") == "alpha beta gamma"
+    registry.close()

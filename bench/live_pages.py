@@ -138,7 +138,8 @@ def main() -> None:
         ROOT / "eval/sets/python_faq.jsonl", every=every, limit=1 if args.quick else args.questions
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CITELINE_INDEX": args.index, "CITELINE_ANSWER_CACHE_SIZE": "0",
-           "CITELINE_RATE_LIMIT_PER_MINUTE": "100000", "CITELINE_ALLOW_HOSTS": '["127.0.0.1"]'}  # fmt: skip
+           "CITELINE_RATE_LIMIT_PER_MINUTE": "100000", "CITELINE_ALLOW_HOSTS": '["127.0.0.1"]',
+           "CITELINE_LIVE_ALLOW_HOSTS": '["127.0.0.1"]'}  # fmt: skip
     if args.data_dir is not None:
         env["CITELINE_DATA_DIR"] = str(args.data_dir)
     with serve_docs() as base:

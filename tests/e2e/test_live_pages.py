@@ -272,6 +272,17 @@ def test_cli_ask_refuses_an_ssrf_url_before_fetching(service: LiveService, forbi
     assert forbidden.requests == []
 
 
+def test_the_ingest_allow_list_does_not_open_live_urls(service: LiveService, site: Site) -> None:
+    """citeline_env opens 127.0.0.1 to ingest (the index was crawled from it); without the live
+    allow-list a question-time fetch of the same site is refused before any request."""
+    completed = run_citeline(["ask", "What is there?", "--url", site.base_url + "sqlite-limits.html"],
+                             citeline_env(service.data_dir, CITELINE_INDEX="stored"))  # fmt: skip
+    assert completed.returncode == 2, completed.stderr[-3000:]
+    message = " ".join(completed.stderr.split())  # rich wraps long lines
+    assert "nothing was fetched: blocked address 127.0.0.1 (loopback)" in message
+    assert site.page_requests("/sqlite-limits.html") == []
+
+
 def test_web_ui_checks_against_a_live_page(service: LiveService, site: Site) -> None:
     """In headless Chromium: name a live page and a slow one, ask, see the skip notice and a live citation."""
     with web_ui(service.base_url) as page:

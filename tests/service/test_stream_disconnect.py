@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -148,5 +149,78 @@ def test_slow_index_work_never_blocks_the_event_loop(tmp_path: Path, monkeypatch
         assert searched[0].status_code == 200
         assert searched[0].json()["hits"][0]["text"] == TEXT
     finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+
+
+class GatedGenerator:
+    """Starts writing, then waits for ``go``: the stream stays open as long as the test wants."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.go = threading.Event()
+
+    @property
+    def model_name(self) -> str:
+        return "gated"
+
+    def generate(
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        on_text: TokenCallback | None = None,
+    ) -> GenerationResult:
+        self.started.set()
+        assert self.go.wait(30)
+        if on_text is not None:
+            on_text(" json.load")
+        return GenerationResult("json.load(fp) deserializes fp [1].", 10, 3, 0.01, 0.01)
+
+
+def test_a_stream_holds_its_index_until_it_ends(tmp_path: Path) -> None:
+    """An index replaced while a streamed answer reads it is closed only once that stream has ended."""
+    one_page_index(tmp_path, EMBEDDER, TEXT)
+    generator = GatedGenerator()
+    app = create_app(ServiceSettings(data_dir=tmp_path, index="docs", top_k=1), embedder=EMBEDDER,
+                     generator=generator)  # fmt: skip
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    events: list[str] = []
+
+    def stream() -> None:
+        body = {"question": "How do I read JSON?", "stream": True}
+        with httpx.stream("POST", f"{base}/v1/ask", json=body, timeout=60) as response:
+            events.extend(line for line in response.iter_lines() if line.startswith("event:"))
+
+    streaming = threading.Thread(target=stream)
+    try:
+        closed: list[PassageIndex] = []
+        app.state.resources.registry.on_close(closed.append)
+        streaming.start()
+        assert generator.started.wait(30)
+        # The index is removed and built again while the answer is being written.
+        shutil.rmtree(tmp_path / "indexes" / "docs")
+        one_page_index(tmp_path, EMBEDDER, "csv.writer(f) returns a writer object for rows.")
+        found = httpx.get(f"{base}/v1/search", params={"q": "csv writer"}, timeout=30)
+        assert found.status_code == 200
+        assert found.json()["hits"][0]["text"].startswith("csv.writer")
+        assert closed == [], "the stream still holds the index it answers from"
+        generator.go.set()
+        streaming.join(timeout=30)
+        assert events[-1] == "event: answer", events
+        deadline = time.monotonic() + 5
+        while not closed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(closed) == 1, "closed once the stream ended"
+    finally:
+        generator.go.set()
         uv.should_exit = True
         thread.join(timeout=10)

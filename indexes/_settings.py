@@ -53,8 +53,10 @@ class CitelineSettings(BaseSettings):
     """Texts per embedding batch."""
     vector_backend: VectorBackend = "faiss"
     """Where an index's vectors are searched: ``faiss`` (files in the index folder, Flat or IVF-SQ8
-    by size) or ``qdrant`` (the ``qdrant`` extra; a collection named after the index, embedded under
-    the index folder unless :attr:`qdrant_url` is set). The SQLite store stays the source of truth."""
+    by size) or ``qdrant`` (the ``qdrant`` extra; one collection per index, named ``<index>-<32 hex>``
+    when a writer first opens it and kept in the index's ``meta``, so two data directories never share
+    one; embedded under the index folder unless :attr:`qdrant_url` is set). The SQLite store stays the
+    source of truth."""
     qdrant_url: str | None = None
     """A Qdrant server (``http://127.0.0.1:6333``) for the ``qdrant`` backend; None runs it embedded
     (one process per index at a time, exact scans: for tests and small indexes)."""

@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "ask_latency": ["ask_latency.py", "--index", "python-docs"],
     "live_selection": ["live_selection.py"],
     "live_pages": ["live_pages.py", "--index", "python-docs"],
+    "concurrency": ["concurrency.py"],
 }
 TIME_LIMIT_S = 20 * 60
 

@@ -67,10 +67,15 @@ class CrawlJournal:
     def __init__(self, index_path: Path, spec: dict[str, Any]) -> None:
         self.key = job_key(spec)
         self._conn = sqlite3.connect(index_path / JOURNAL_FILE, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a row the crawl relied on must survive power loss as well as a killed process.
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a row the crawl relied on must survive power loss as well as a killed process.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.executescript(_SCHEMA)
+        except BaseException:
+            # No caller gets an object to close: a corrupt journal must not keep its file open.
+            self._conn.close()
+            raise
         self._lock = threading.Lock()
         self._spec = json.dumps(spec, sort_keys=True)
 

@@ -624,9 +624,14 @@ class WarcRecorder:
 
     def __enter__(self) -> Self:
         self._file = self.path.open("wb")  # closed by __exit__
-        self._writer = WARCWriter(self._file, gzip=self.path.name.endswith(".gz"), warc_version="1.1")
-        info = {"software": "citeline", "format": "WARC File Format 1.1"}
-        self._writer.write_record(self._writer.create_warcinfo_record(self.path.name, info))
+        try:
+            self._writer = WARCWriter(self._file, gzip=self.path.name.endswith(".gz"), warc_version="1.1")
+            info = {"software": "citeline", "format": "WARC File Format 1.1"}
+            self._writer.write_record(self._writer.create_warcinfo_record(self.path.name, info))
+        except BaseException:
+            # __exit__ never runs when __enter__ raises.
+            self.close()
+            raise
         return self
 
     def __exit__(

@@ -7,6 +7,7 @@ embedder only, never the HTTP or generation stack.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
@@ -568,12 +569,11 @@ def index_list() -> None:
     settings = IngestSettings()
     table = Table("index", "pages", "passages", "embedder", "path")
     for name in list_indexes(settings.data_dir):
-        passage_index = _open_index(settings, name)
-        manifest = passage_index.manifest()
-        table.add_row(
-            name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path)
-        )
-        passage_index.close()
+        with contextlib.closing(_open_index(settings, name)) as passage_index:
+            manifest = passage_index.manifest()
+            table.add_row(
+                name, str(manifest.pages), str(manifest.passages), manifest.embedding_model, str(passage_index.path)
+            )
     out.print(table)
 
 

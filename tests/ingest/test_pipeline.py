@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from indexes import HashEmbedder, PassageIndex, Vectors
 from ingest import IngestInputs, IngestSettings, UrlMap, run_ingest
 from ingest.fetch import FetchedPage
+from ingest.journal import JOURNAL_FILE
 from ingest.sources import warc_pages
 from tests.leaks import open_descriptors
 
@@ -142,6 +144,33 @@ async def test_a_run_that_fails_to_start_closes_the_index_and_the_journal(tmp_pa
     assert open_descriptors(index_dir / "passages.sqlite") == 0
     assert open_descriptors(index_dir / "crawl_journal.sqlite") == 0
     PassageIndex.open(tmp_path, "t", read_only=False, vector_backend="qdrant").close()
+    del failed
+
+
+async def test_a_corrupt_crawl_journal_is_refused_and_left_closed(tmp_path: Path) -> None:
+    """A journal that is no SQLite database fails on its first PRAGMA, inside ``CrawlJournal``'s
+    constructor: no caller ever holds the connection to close it, so the constructor must."""
+    await ingest(tmp_path, SITE)
+    journal = tmp_path / "indexes" / "t" / JOURNAL_FILE
+    for leftover in journal.parent.glob(f"{JOURNAL_FILE}-*"):
+        leftover.unlink()
+    journal.write_bytes(b"this is not a SQLite database\n" * 200)
+    with pytest.raises(sqlite3.DatabaseError) as refused:  # kept alive: its traceback holds the journal
+        await ingest(tmp_path, SITE)
+    assert open_descriptors(journal) == 0
+    assert open_descriptors(tmp_path / "indexes" / "t" / "passages.sqlite") == 0
+    del refused
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux /dev/full")
+async def test_a_warc_whose_first_record_cannot_be_written_is_closed(tmp_path: Path) -> None:
+    """``/dev/full`` opens but refuses every write: the warcinfo record fails inside ``__enter__``,
+    where no ``__exit__`` will close the file."""
+    full = Path("/dev/full")
+    with pytest.raises(OSError, match="No space left") as failed:
+        await ingest(tmp_path, SITE, record_warc=full)
+    assert open_descriptors(full) == 0
+    assert open_descriptors(tmp_path / "indexes" / "t" / "passages.sqlite") == 0
     del failed
 
 

@@ -9,7 +9,7 @@ SQLITE_DOCS := $(CORPORA)/sqlite3-doc
 DJANGO_DOCS := $(CORPORA)/python-django-doc
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install models corpora browser lint typecheck unit e2e index django-index bench bench-quick eval clean
+.PHONY: demo test install models corpora browser compose lint typecheck unit e2e index django-index bench bench-quick eval clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ corpora:
 browser:
 	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
+# The compose file is validated with Debian's docker-compose (no Docker engine runs here).
+compose:
+	command -v docker-compose >/dev/null || { apt-get update -qq && apt-get install -y -qq docker-compose; }
+
 ## demo: install, prepare models, ingest the Python 3.11 docs from a loopback mirror, serve on 127.0.0.1:8000
 demo: models corpora
 	scripts/demo.sh $(PY_DOCS)/usr/share/doc/python3.11/html
@@ -52,7 +56,7 @@ e2e: models corpora browser
 	$(BIN)/pytest -m e2e
 
 ## test: everything CI runs: lint, strict typing, unit tests, end-to-end tests with the real models
-test: models corpora browser lint typecheck
+test: models corpora browser compose lint typecheck
 	$(BIN)/pytest
 
 # The demo's python-docs index without serving it (incremental: cheap when it is up to date).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import platform
@@ -9,8 +12,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,8 @@ import httpx
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 ROOT = HERE.parent
+PYTHON_DOCS = ROOT / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html"
+"""The Python 3.11 HTML docs as `make corpora` unpacks them."""
 
 
 def machine() -> str:
@@ -91,3 +97,21 @@ def start_service(env: dict[str, str], port: int, log: Path | None = None) -> su
         time.sleep(1)
     process.kill()
     raise SystemExit("citeline serve did not become ready in 300 s")
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_docs(directory: Path = PYTHON_DOCS) -> Iterator[str]:
+    """Serve ``directory`` on a free loopback port; yields its base URL (ending in ``/``)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(directory)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import http.server
 import os
 import subprocess
 import sys
@@ -33,11 +32,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, free_port, machine, median, percentile, ratio, start_service, write_results
+from _common import (
+    PYTHON_DOCS,
+    free_port,
+    machine,
+    median,
+    percentile,
+    ratio,
+    serve_docs,
+    start_service,
+    write_results,
+)
 from rich.console import Console
 from rich.table import Table
 
-DOCS = ROOT / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html"
+DOCS = PYTHON_DOCS
 INITIAL = ("library/json.html", "library/csv.html", "tutorial/inputoutput.html", "library/pathlib.html",
            "library/os.path.html", "tutorial/datastructures.html")  # fmt: skip
 JOB_SEED = "library/index.html"
@@ -47,23 +56,6 @@ QUESTIONS = ("How do I read a JSON file in Python?", "Which function writes rows
              "How do I check whether a file exists?")  # fmt: skip
 THINK_S = 0.05
 PROBE_EVERY_S = 0.1
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_docs() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(DOCS)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class Recorder:

@@ -23,31 +23,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
-import http.server
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, machine, ratio, write_results
+from _common import PYTHON_DOCS, machine, ratio, serve_docs, write_results
 from rich.console import Console
 from rich.table import Table
 
 from indexes import Embedder, Vectors, load_embedder
 from ingest import IngestPipeline, IngestSettings, run_ingest
 
-DOCS = ROOT / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html"
+DOCS = PYTHON_DOCS
 TARGET = 1.15
 """Overlapped ingest wall time / the embedder's own time on the same passages."""
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 class RecordingEmbedder:
@@ -129,9 +121,6 @@ def main() -> None:
 
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(DOCS)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    seed = f"http://127.0.0.1:{server.server_address[1]}/library/index.html"
     load_before = os.getloadavg()[0]  # other work on the machine colours every figure
     settings = IngestSettings()
     model = load_embedder(settings)
@@ -139,12 +128,13 @@ def main() -> None:
 
     runs: dict[str, dict[str, Any]] = {}
     recorded: list[tuple[list[str], int]] = []
-    for label, overlap in (("serial (before)", False), ("overlapped", True)):
-        recorder = RecordingEmbedder(model)
-        runs[label] = ingest_once(recorder, seed, pages, overlap=overlap)
-        recorded = recorder.calls
+    with serve_docs(DOCS) as base:
+        seed = f"{base}library/index.html"
+        for label, overlap in (("serial (before)", False), ("overlapped", True)):
+            recorder = RecordingEmbedder(model)
+            runs[label] = ingest_once(recorder, seed, pages, overlap=overlap)
+            recorded = recorder.calls
     IngestPipeline._overlap = True
-    server.shutdown()
     alone = embed_alone(model, recorded)
 
     serial, overlapped = runs["serial (before)"], runs["overlapped"]

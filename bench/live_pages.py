@@ -15,46 +15,35 @@ answer, whose generation time varies with what the pages put in the prompt.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import functools
-import http.server
 import os
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, free_port, machine, median, percentile, ratio, start_service, write_results
+from _common import (
+    PYTHON_DOCS,
+    ROOT,
+    free_port,
+    machine,
+    median,
+    percentile,
+    ratio,
+    serve_docs,
+    start_service,
+    write_results,
+)
 from rich.console import Console
 from rich.table import Table
 
 from service.evaluation import load_questions
 
-DOCS = ROOT / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html"
+DOCS = PYTHON_DOCS
 PUBLIC = "https://docs.python.org/3.11/"
 OTHERS = ("library/os.html", "library/json.html", "library/re.html", "library/pathlib.html", "library/shutil.html",
           "library/subprocess.html", "library/datetime.html", "library/collections.html", "library/itertools.html",
           "library/functools.html")  # fmt: skip
 COUNTS = (0, 1, 3, 10)
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_docs() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(DOCS)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def pages_for(gold: str, count: int, base: str) -> list[str]:

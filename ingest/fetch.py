@@ -82,7 +82,11 @@ CrawlItem = FetchedPage | NotModified | FetchFailure
 
 
 class LinkStore(Protocol):
-    """Remembers each page's links, so a page answering 304 still leads the crawl on."""
+    """Remembers each page's links, so a page answering 304 still leads the crawl on.
+
+    The crawler calls it from worker threads, never on its event loop (a write may fsync, and a read
+    may wait on a lock held through another thread's commit), so it must be thread-safe.
+    """
 
     def links(self, url: str) -> list[str] | None: ...
 
@@ -231,13 +235,17 @@ class Crawler:
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise FetchError(url, f"network error: {type(exc).__name__}: {exc}") from exc
 
-    def _request(self, url: str, depth: int) -> httpx.Request:
+    async def _links_known(self, url: str, depth: int) -> bool:
+        if depth >= self._limits.max_depth:
+            return True
+        return self._link_store is not None and await asyncio.to_thread(self._link_store.links, url) is not None
+
+    async def _request(self, url: str, depth: int) -> httpx.Request:
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
         # A 304 has no links to follow: only ask for one when the page's links are known (or unneeded).
-        links_known = depth >= self._limits.max_depth or (
-            self._link_store is not None and self._link_store.links(url) is not None
-        )
-        stored = self._validators(url) if self._validators is not None and links_known else None
+        stored = None
+        if self._validators is not None and await self._links_known(url, depth):
+            stored = self._validators(url)
         if stored is not None:
             etag, last_modified = stored
             if etag:
@@ -268,7 +276,7 @@ class Crawler:
     async def _fetch(self, url: str, *, prefixes: list[str], depth: int, started: float) -> FetchedPage | NotModified:
         response = await send_following(
             self._send_one,
-            self._request(url, depth),
+            await self._request(url, depth),
             max_redirects=self._client.max_redirects if self._client.follow_redirects else None,
             before_hop=functools.partial(self._check_hop, url),
         )
@@ -322,7 +330,9 @@ class Crawler:
         A resumed crawl passes what its checkpoint holds: ``done`` URLs are not fetched again and
         ``queued`` ones (with their depth) are fetched before anything new. ``on_discovered`` is
         told about every URL the crawl adds, before the page that linked to it is yielded, so a
-        checkpoint written from it never loses a link.
+        checkpoint written from it never loses a link. It runs in a worker thread, like every
+        :class:`LinkStore` call: a checkpoint's commit fsyncs, which on the loop would stall every
+        fetch and timer.
         """
         seed_list = [canonical(s) for s in seeds]
         listed_list = [canonical(u) for u in listed]
@@ -339,7 +349,7 @@ class Crawler:
                 seen.add(url)
                 initial.append((url, depth))
         if on_discovered and initial:
-            on_discovered(initial)
+            await asyncio.to_thread(on_discovered, initial)
         for entry in initial:
             queue.put_nowait(entry)
 
@@ -370,14 +380,15 @@ class Crawler:
                     if isinstance(page, FetchedPage):
                         links = extract_links(page.html, page.final_url)
                         if self._link_store is not None:
-                            self._link_store.save_links(url, links)
+                            await asyncio.to_thread(self._link_store.save_links, url, links)
                     elif self._link_store is not None:
-                        links = self._link_store.links(url) or []
+                        saved = await asyncio.to_thread(self._link_store.links, url)
+                        links = saved or []
                     if links and depth < self._limits.max_depth:
                         found = follow(links, depth)
                         if found:
                             if on_discovered:
-                                on_discovered(found)
+                                await asyncio.to_thread(on_discovered, found)
                             for entry in found:
                                 queue.put_nowait(entry)
                     await results.put(page)

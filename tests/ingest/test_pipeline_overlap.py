@@ -4,16 +4,28 @@ committed, errors raised, and the same index as the serial pipeline."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from indexes import HashEmbedder, PassageIndex, Vectors
-from ingest import CrawlItem, CrawlJournal, FetchedPage, IngestPipeline, IngestProgress, IngestSummary
+from ingest import (
+    Crawler,
+    CrawlItem,
+    CrawlJournal,
+    CrawlLimits,
+    FetchedPage,
+    IngestPipeline,
+    IngestProgress,
+    IngestSummary,
+    make_client,
+)
 
 PAGES_PER_BATCH = 4  # every page below is one passage, and a batch is this many passages
 
@@ -233,4 +245,84 @@ async def test_journal_commits_run_off_the_event_loop(tmp_path: Path) -> None:
     loop_thread = threading.get_ident()
     assert journal.threads, "the journal was written"
     assert loop_thread not in journal.threads
+    journal.close()
+
+
+class LinkJournal(CrawlJournal):
+    """Records the thread of every call the crawler makes (each write a commit that fsyncs, each
+    read behind the lock such a commit holds), and checks at each finish that the page's links are
+    journalled already."""
+
+    def __init__(self, index: PassageIndex) -> None:
+        super().__init__(index.path, {"test": "crawler threads"})
+        self.threads: dict[str, set[int]] = {"queue": set(), "save_links": set(), "links": set()}
+
+    def queue(self, items: Sequence[tuple[str, int]]) -> None:
+        self.threads["queue"].add(threading.get_ident())
+        super().queue(items)
+
+    def save_links(self, url: str, links: Sequence[str]) -> None:
+        self.threads["save_links"].add(threading.get_ident())
+        super().save_links(url, links)
+
+    def links(self, url: str) -> list[str] | None:
+        self.threads["links"].add(threading.get_ident())
+        return super().links(url)
+
+    def finish_urls(self, urls: Iterable[str]) -> None:
+        urls = list(urls)
+        with self._lock:
+            frontier = {row[0] for row in self._conn.execute("SELECT url FROM frontier WHERE job=?", (self.key,))}
+            saved = {
+                url: self._conn.execute("SELECT links FROM outlinks WHERE url=?", (url,)).fetchone() for url in urls
+            }
+        for url in urls:
+            assert saved[url] is not None, f"{url} finished before its links were saved"
+            missing = {link for link in json.loads(saved[url][0]) if link.startswith(SITE)} - frontier
+            assert not missing, f"{url} finished before the links it led to were queued: {missing}"
+        super().finish_urls(urls)
+
+
+SITE = "http://site.test/"
+
+
+def site_page(path: str) -> str:
+    """A page of the three-level site: / links to c0..c3, each ci to ci-0..ci-2."""
+    name = path.strip("/").removesuffix(".html") or "root"
+    if name == "root":
+        children = [f"c{i}" for i in range(4)]
+    else:
+        children = [f"{name}-{i}" for i in range(3)] if "-" not in name else []
+    words = " ".join(f"{name}w{i}" for i in range(40))
+    links = "".join(f'<a href="/{child}.html">{child}</a> ' for child in children)
+    return f"<html><head><title>{name}</title></head><body><h1>{name}</h1><p>{words}.</p>{links}</body></html>"
+
+
+def site_response(request: httpx.Request) -> httpx.Response:
+    etag = f'"{request.url.path}"'
+    if request.headers.get("if-none-match") == etag:
+        return httpx.Response(304, headers={"ETag": etag})
+    return httpx.Response(200, html=site_page(request.url.path), headers={"ETag": etag})
+
+
+async def test_crawl_checkpoint_writes_and_reads_run_off_the_event_loop(tmp_path: Path) -> None:
+    """The crawler's journal calls (queueing found links, saving a page's links, reading them back
+    for a conditional GET or a 304) commit and fsync, or wait on the lock a commit holds: on the
+    loop they stalled every fetch and timer. A page's links are still queued before it finishes."""
+    index = make_index(tmp_path)
+    journal = LinkJournal(index)
+    pipeline = make_pipeline(index, SlowEmbedder())
+    loop_thread = threading.get_ident()
+    stored: list[tuple[int, int]] = []
+    for _ in range(2):  # the second run gets a 304 for every page and follows the saved links
+        client = make_client(user_agent="citeline-test", connect_timeout=1, read_timeout=1, max_redirects=3,
+                             concurrency=4, transport=httpx.MockTransport(site_response))  # fmt: skip
+        async with client:
+            crawler = Crawler(client, CrawlLimits(concurrency=4), validators=pipeline.validators, link_store=journal)
+            summary = await pipeline.run(crawler, [SITE], journal=journal)
+        stored.append((summary.pages_new, summary.pages_unchanged))
+    assert stored == [(17, 0), (0, 17)]
+    for call, threads in journal.threads.items():
+        assert threads, f"the crawler never called {call}"
+        assert loop_thread not in threads, f"{call} ran on the event loop"
     journal.close()

@@ -12,6 +12,7 @@ import trafilatura
 from trafilatura.settings import Document
 
 from ingest._exceptions import ExtractionError
+from ingest.markup import MarkupError, parse_html
 from ingest.text import strip_invisible
 
 # Sphinx and many static-site generators append a pilcrow link to every heading; it is
@@ -91,9 +92,9 @@ def drop_hidden(html: str) -> str:
     a model, and it is nothing a citation could ever show a reader anyway.
     """
     try:
-        tree = lxml.html.fromstring(html)
-    except (ValueError, lxml.etree.ParserError):
-        return html
+        tree = parse_html(html)
+    except MarkupError:
+        return html  # nothing parses it: the extractor fails on it and says why
     hidden = [
         element
         for element in tree.iter()
@@ -114,8 +115,8 @@ def drop_hidden(html: str) -> str:
 
 def _html_title(html: str) -> str | None:
     try:
-        title = lxml.html.fromstring(html).findtext(".//title")
-    except (ValueError, lxml.etree.ParserError):
+        title = parse_html(html).findtext(".//title")
+    except MarkupError:
         return None
     return _clean(title).replace("\n", " ") if title else None
 
@@ -131,8 +132,8 @@ _LICENSE_XPATHS = (
 def page_license(html: str, url: str) -> str | None:
     """The license a page declares in its markup (absolute URL for links), or None."""
     try:
-        tree = lxml.html.fromstring(html)
-    except (ValueError, lxml.etree.ParserError):
+        tree = parse_html(html)
+    except MarkupError:
         return None
     for xpath in _LICENSE_XPATHS:
         for value in tree.xpath(xpath):

@@ -26,12 +26,12 @@ from typing import Literal, Protocol
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import httpx
-import lxml.html
 from courlan import normalize_url
 
 from ingest._decode import decode_html
 from ingest._exceptions import FetchError, OutOfScopeError, SkipKind
 from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
+from ingest.markup import MarkupError, parse_html
 from ingest.politeness import HostPacer, RobotsCache, TdmRepCache, fetch_with_retries, opt_out_reason
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
 
@@ -156,11 +156,11 @@ def scope_prefix(seed: str) -> str:
 
 
 def extract_links(html: str, base_url: str) -> list[str]:
-    """Absolute http(s) links of a page, fragments removed, in document order."""
-    try:
-        tree = lxml.html.fromstring(html)
-    except (ValueError, lxml.etree.ParserError):
-        return []
+    """Absolute http(s) links of a page, fragments removed, in document order.
+
+    Raises MarkupError when the page cannot be parsed: a page whose links cannot be read is a
+    failure with a reason, never a page without links."""
+    tree = parse_html(html)
     base_href = tree.find(".//base[@href]")
     if base_href is not None:
         base_url = urljoin(base_url, base_href.get("href", ""))
@@ -378,7 +378,11 @@ class Crawler:
                 else:
                     links: list[str] = []
                     if isinstance(page, FetchedPage):
-                        links = extract_links(page.html, page.final_url)
+                        try:
+                            links = extract_links(page.html, page.final_url)
+                        except MarkupError as exc:
+                            await results.put(FetchFailure(url, str(exc), page.status))
+                            continue
                         if self._link_store is not None:
                             await asyncio.to_thread(self._link_store.save_links, url, links)
                     elif self._link_store is not None:

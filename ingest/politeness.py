@@ -32,16 +32,15 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
-import lxml.etree
-import lxml.html
 from protego import Protego
 
 from ingest._exceptions import FetchError
 from ingest.bounded import ACCEPT_HEADERS, read_prefix, send_following
+from ingest.markup import MarkupError, parse_html
 
 log = logging.getLogger(__name__)
 
@@ -668,15 +667,9 @@ def _meta_tags(html: str) -> list[tuple[str, str]]:
     """(lower-cased name, content) of every ``<meta name=... content=...>`` in ``html``."""
     if not html or not _META_TAG.search(html):
         return []
-    tree: Any
     try:
-        tree = lxml.html.fromstring(html)
-    except ValueError:  # an XML declaration naming an encoding: lxml wants bytes then
-        try:
-            tree = lxml.html.fromstring(html.encode("utf-8"))
-        except (ValueError, lxml.etree.ParserError):
-            return []
-    except lxml.etree.ParserError:
+        tree = parse_html(html)
+    except MarkupError:
         return []
     return [
         (str(meta.get("name")).strip().lower(), str(meta.get("content")))

@@ -405,3 +405,57 @@ async def test_corrupt_compressed_body_is_a_clear_error() -> None:
     response = httpx.Response(200, stream=Trickle(b"not gzip at all"), headers={"content-encoding": "gzip"})
     with pytest.raises(FetchError, match="corrupt compressed body"):
         await read_bounded(response, 1000, "https://h.example/")
+
+
+# --------------------------------------------------------------------------- markup lxml refuses as a str
+
+XHTML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN"'
+    ' "http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml"><head><title>{title}</title></head>'
+    '<body><div class="chapter">{links}</div></body></html>'
+)
+MANUAL = {
+    "/manual/index.html": XHTML.format(title="Manual", links='<a href="ch01.html">1</a> <a href="ch02.html">2</a>'),
+    "/manual/ch01.html": XHTML.format(title="Chapter 1", links='<a href="ch01s02.html">1.2</a>'),
+    "/manual/ch01s02.html": XHTML.format(title="Section 1.2", links=""),
+    "/manual/ch02.html": XHTML.format(title="Chapter 2", links=""),
+    "/manual/blank.html": "  \n ",
+}
+
+
+def manual_crawler() -> Crawler:
+    def serve(request: httpx.Request) -> httpx.Response:
+        body = MANUAL.get(request.url.path)
+        return httpx.Response(200, html=body) if body is not None else httpx.Response(404)
+
+    client = make_client(
+        user_agent="citeline-test", connect_timeout=1, read_timeout=1, max_redirects=3, concurrency=2,
+        transport=httpx.MockTransport(serve),
+    )  # fmt: skip
+    return Crawler(client, CrawlLimits(per_host_delay=0))
+
+
+async def test_pages_that_start_with_an_xml_declaration_are_crawled_from() -> None:
+    pages, failures = await collect(manual_crawler(), ["http://m.example/manual/index.html"])
+    assert failures == {}
+    assert sorted(pages) == [f"http://m.example/manual/{name}.html" for name in ("ch01", "ch01s02", "ch02", "index")]
+
+
+def test_links_of_a_page_that_starts_with_an_xml_declaration_are_read() -> None:
+    page = MANUAL["/manual/index.html"]
+    assert extract_links(page, "http://m.example/manual/index.html") == [
+        "http://m.example/manual/ch01.html",
+        "http://m.example/manual/ch02.html",
+    ]
+    assert extract_links("\ufeff" + page, "http://m.example/manual/") == extract_links(page, "http://m.example/manual/")
+
+
+async def test_a_page_whose_links_cannot_be_read_is_a_failure_with_its_reason() -> None:
+    pages, failures = await collect(manual_crawler(), ["http://m.example/manual/blank.html"])
+    assert pages == {}
+    failure = failures["http://m.example/manual/blank.html"]
+    assert failure.kind == "error"
+    assert failure.status == 200
+    assert "unparsable HTML" in failure.reason

@@ -204,6 +204,8 @@ class Crawler:
         self._validators = validators
         self._link_store = link_store
         self._token = robots.token if robots is not None else "citeline"
+        self.left_by_cap: set[str] = set()
+        """In-scope URLs the last crawl found but did not fetch because ``max_pages`` was reached."""
 
     def in_scope(self, url: str, prefixes: Iterable[str]) -> bool:
         return any(url.startswith(prefix) for prefix in prefixes)
@@ -344,10 +346,15 @@ class Crawler:
         budget = self._limits.max_pages
         initial: list[tuple[str, int]] = []
         leaf = self._limits.max_depth  # at the depth limit: fetched, never followed
+        self.left_by_cap = set()
         for url, depth in [*queued, *((s, 0) for s in seed_list), *((u, leaf) for u in listed_list)]:
-            if url not in seen and len(seen) < budget:
-                seen.add(url)
-                initial.append((url, depth))
+            if url in seen:
+                continue
+            if len(seen) >= budget:
+                self.left_by_cap.add(url)
+                continue
+            seen.add(url)
+            initial.append((url, depth))
         if on_discovered and initial:
             await asyncio.to_thread(on_discovered, initial)
         for entry in initial:
@@ -356,11 +363,12 @@ class Crawler:
         def follow(links: list[str], depth: int) -> list[tuple[str, int]]:
             found: list[tuple[str, int]] = []
             for link in links:
-                if len(seen) >= budget:
-                    break
                 if link in seen or not self._scope.follows(link, prefixes):
                     continue
                 if urlsplit(link).path.lower().endswith(_SKIP_SUFFIXES):
+                    continue
+                if len(seen) >= budget:
+                    self.left_by_cap.add(link)
                     continue
                 seen.add(link)
                 found.append((link, depth + 1))

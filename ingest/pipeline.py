@@ -124,6 +124,12 @@ class IngestSummary:
     ``extract_chunk``, ``embed`` and ``store`` (index writes and flushes) are busy time."""
     index_pages: int = 0
     index_passages: int = 0
+    page_cap: int | None = None
+    """``max_pages`` of the run: None when nothing capped it (a ``--dir`` or WARC run without one)."""
+    left_by_cap: dict[str, int] = field(default_factory=dict)
+    """What the cap left out, by input: ``urls`` found by the crawl (or listed by a sitemap or feed:
+    at least one past the cap is counted there) but never fetched, ``files`` of ``--dir`` and
+    ``warc_records`` (responses) never read. Empty when the cap stopped nothing."""
 
     @property
     def pages_indexed(self) -> int:
@@ -154,6 +160,8 @@ class IngestSummary:
             "pages_gone": self.pages_gone,
             "duplicates": self.duplicates,
             "skipped": dict(self.skipped),
+            "page_cap": self.page_cap,
+            "left_by_cap": dict(self.left_by_cap),
             "pages_failed": len(self.failures),
             "passages_added": self.passages_added,
             "seconds": round(self.seconds, 3),

@@ -67,8 +67,10 @@ class IngestInputs:
 
 async def _listed_urls(
     client: httpx.AsyncClient, robots: RobotsCache | None, inputs: IngestInputs, max_urls: int
-) -> tuple[list[str], list[FetchFailure]]:
-    """The URLs sitemaps and feeds list, in order, de-duplicated."""
+) -> tuple[list[str], list[FetchFailure], int]:
+    """The URLs sitemaps and feeds list, in order, de-duplicated, at most ``max_urls`` of them;
+    their failures; and how many more were listed than the cap let through (a lower bound: each
+    sitemap or feed is read only one URL past the cap)."""
     sitemaps = list(inputs.sitemaps)
     if inputs.robots_sitemaps and robots is not None:
         for seed in inputs.seeds:
@@ -77,15 +79,16 @@ async def _listed_urls(
     failures: list[FetchFailure] = []
     for sitemap in sitemaps:
         try:
-            urls.extend(await sitemap_urls(client, sitemap, max_urls=max_urls))
+            urls.extend(await sitemap_urls(client, sitemap, max_urls=max_urls + 1))
         except Exception as exc:  # one bad sitemap is reported, the others still count
             failures.append(FetchFailure(sitemap, f"sitemap: {getattr(exc, 'reason', exc)}"))
     for feed in inputs.feeds:
         try:
-            urls.extend(await feed_urls(client, feed, max_urls=max_urls))
+            urls.extend(await feed_urls(client, feed, max_urls=max_urls + 1))
         except Exception as exc:
             failures.append(FetchFailure(feed, f"feed: {getattr(exc, 'reason', exc)}"))
-    return list(dict.fromkeys(canonical(u) for u in urls))[:max_urls], failures
+    unique = list(dict.fromkeys(canonical(u) for u in urls))
+    return unique[:max_urls], failures, max(0, len(unique) - max_urls)
 
 
 async def run_ingest(
@@ -129,6 +132,8 @@ async def run_ingest(
     # not open or a WARC path that cannot be written must not leave the index (its SQLite
     # connection, an embedded Qdrant folder's lock) or the journal open behind the error.
     try:
+        # A crawl needs a cap (a site can be endless); a directory or WARC is already a finite list,
+        # so only a cap the caller asked for stops it.
         budget = max_pages or settings.max_pages
         sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
         policy = AddressPolicy.from_strings(settings.allow_hosts)
@@ -154,7 +159,7 @@ async def run_ingest(
                 embed_batch_passages=settings.embed_batch_passages,
                 keep_gone=keep_gone,
             )
-            listed, listing_failures = await _listed_urls(client, robots, inputs, budget)
+            listed, listing_failures, listed_over_cap = await _listed_urls(client, robots, inputs, budget)
             crawler = Crawler(
                 client,
                 CrawlLimits(
@@ -175,10 +180,26 @@ async def run_ingest(
                 link_store=journal,
             )
             summary = IngestSummary(index=index.name, seeds=[*inputs.seeds, *inputs.sitemaps, *inputs.feeds])
+            crawls = bool(inputs.seeds or listed)
+            summary.page_cap = budget if crawls or max_pages else None
+
+            def left_over(kind: str) -> Callable[[int], None]:
+                def count(left: int) -> None:
+                    if left:
+                        summary.left_by_cap[kind] = summary.left_by_cap.get(kind, 0) + left
+
+                return count
+
             offline: list[AsyncIterator[CrawlItem]] = []
             if inputs.directory is not None:
-                offline.append(iterate(directory_pages(inputs.directory, inputs.base_url, max_pages=budget)))
-            offline.extend(iterate(warc_pages(path, max_pages=budget)) for path in inputs.warcs)
+                pages = directory_pages(
+                    inputs.directory, inputs.base_url, max_pages=max_pages, on_cap=left_over("files")
+                )
+                offline.append(iterate(pages))
+            offline.extend(
+                iterate(warc_pages(path, max_pages=max_pages, on_cap=left_over("warc_records")))
+                for path in inputs.warcs
+            )
             if offline:
                 await pipeline.ingest(chain(iterate(listing_failures), *offline), summary=summary, progress=progress)
                 listing_failures = []
@@ -196,6 +217,7 @@ async def run_ingest(
                 )
             elif listing_failures:
                 await pipeline.ingest(iterate(listing_failures), summary=summary, progress=progress)
+            left_over("urls")(len(crawler.left_by_cap) + listed_over_cap)
             return summary
     finally:
         if recorder is not None:

@@ -17,13 +17,14 @@ is never allowed to fetch anything itself. Feeds are parsed with lxml, without e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http
 import logging
 import os
 import re
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import formatdate
@@ -386,18 +387,29 @@ def _directory_page(root: Path, relative: PurePosixPath, base_url: str, max_byte
     )
 
 
-def directory_pages(root: Path, base_url: str, *, max_pages: int, max_bytes: int = 5_000_000) -> Iterator[FetchedPage]:
+def directory_pages(
+    root: Path,
+    base_url: str,
+    *,
+    max_pages: int | None = None,
+    max_bytes: int = 5_000_000,
+    on_cap: Callable[[int], None] | None = None,
+) -> Iterator[FetchedPage]:
     """Every ``*.html``/``*.htm`` file under ``root`` as a fetched page, in sorted path order.
 
     A page's URL is ``base_url`` + its percent-encoded POSIX path relative to ``root``. Files that
     cannot be read, are larger than ``max_bytes``, or are symlinks leading outside ``root`` are
-    skipped with a logged warning.
+    skipped with a logged warning. With ``max_pages``, reading stops after that many pages and
+    ``on_cap`` is told how many files were left unread.
     """
     root = root.resolve(strict=True)
     prefix = base_url if base_url.endswith("/") else f"{base_url}/"
     yielded = 0
-    for relative in _html_files(root):
-        if yielded >= max_pages:
+    files = _html_files(root)
+    for position, relative in enumerate(files):
+        if max_pages is not None and yielded >= max_pages:
+            if on_cap is not None:
+                on_cap(len(files) - position)
             return
         page = _directory_page(root, relative, prefix, max_bytes)
         if page is not None:
@@ -544,14 +556,31 @@ def _unread_tail(stream: IO[bytes], last_start: int, last_end: int) -> str | Non
     return None
 
 
-def warc_pages(path: Path, *, max_pages: int, max_bytes: int = 5_000_000) -> Iterator[FetchedPage | FetchFailure]:
+def _responses_left(records: Any) -> int:
+    """How many ``response`` records the rest of a WARC holds (as many as can be read)."""
+    left = 0
+    # Corrupt data past the cap ends the count, not the run: it is what could be read.
+    with contextlib.suppress(Exception):
+        for record in records:
+            left += record.rec_type == "response"
+    return left
+
+
+def warc_pages(
+    path: Path,
+    *,
+    max_pages: int | None = None,
+    max_bytes: int = 5_000_000,
+    on_cap: Callable[[int], None] | None = None,
+) -> Iterator[FetchedPage | FetchFailure]:
     """HTML 2xx ``response`` records of a WARC (``.warc`` or ``.warc.gz``) as fetched pages.
 
     Other records (requests, metadata, redirects, errors, non-HTML) are passed over silently. A
     record that is malformed, truncated or larger than ``max_bytes`` yields a FetchFailure (its URL:
     the record's target URI, else ``file:...#offset=N``) and reading goes on; data warcio cannot
     parse at all yields one FetchFailure (URL: the file's URI) and ends the file, since a WARC has
-    no marker to resynchronise on.
+    no marker to resynchronise on. With ``max_pages``, reading stops after that many pages and
+    ``on_cap`` is told how many ``response`` records were left unread.
     """
     uri = path.resolve().as_uri()
     pages = 0
@@ -567,7 +596,9 @@ def warc_pages(path: Path, *, max_pages: int, max_bytes: int = 5_000_000) -> Ite
                     continue
                 yield item
                 pages += isinstance(item, FetchedPage)
-                if pages >= max_pages:
+                if max_pages is not None and pages >= max_pages:
+                    if on_cap is not None:
+                        on_cap(_responses_left(records))
                     return
         except Exception as exc:  # warcio signals corrupt input with assorted exception types
             yield FetchFailure(uri, f"unreadable WARC data after offset {records.offset}: {_brief(exc)}")

@@ -134,6 +134,16 @@ def _write_json(path: Path, data: object) -> None:
     tmp.replace(path)
 
 
+def _cap_line(summary: IngestSummary) -> str:
+    if summary.page_cap is None:
+        return "none"
+    if not summary.left_by_cap:
+        return f"{summary.page_cap} pages, not reached"
+    names = {"urls": "URLs found", "files": "files", "warc_records": "WARC responses"}
+    left = ", ".join(f"{names.get(kind, kind)} {count}" for kind, count in summary.left_by_cap.items())
+    return f"REACHED at {summary.page_cap} pages; left out: {left} (raise --max-pages)"
+
+
 def _print_summary(summary: IngestSummary) -> None:
     table = Table(title=f"ingest into {summary.index!r}", show_header=False)
     rows = [
@@ -144,6 +154,7 @@ def _print_summary(summary: IngestSummary) -> None:
         ("removed (gone or opted out)", summary.pages_removed),
         ("duplicates (aliased)", summary.duplicates),
         ("skipped", ", ".join(f"{k} {v}" for k, v in summary.skipped.items() if v) or "none"),
+        ("page cap", _cap_line(summary)),
         ("passages added", summary.passages_added),
         ("index now", f"{summary.index_pages} pages, {summary.index_passages} passages"),
         ("time", f"{summary.seconds:.1f} s ({summary.pages_per_second:.1f} pages/s,"
@@ -255,7 +266,8 @@ def ingest(
         url_map = UrlMap.parse(map_url or [])
     except ValueError as exc:
         raise _fail(str(exc), 2) from exc
-    budget = max_pages or settings.max_pages
+    crawls = bool(inputs.seeds or inputs.sitemaps or inputs.feeds)
+    budget = max_pages or (settings.max_pages if crawls else None)
     if engine == "ray":
         from ingest.ray_engine import RayOptions, RayUnavailableError, import_ray, run_ray_ingest
 
@@ -303,7 +315,7 @@ def ingest(
                     settings=settings,
                     inputs=inputs,
                     index_name=index,
-                    max_pages=budget,
+                    max_pages=max_pages,
                     max_depth=max_depth,
                     url_map=url_map,
                     progress=on_progress,

@@ -201,3 +201,36 @@ async def test_a_failed_ingest_closes_the_warc_it_reads(tmp_path: Path) -> None:
         await run_ingest(settings=settings, embedder=DyingEmbedder(lives=0), inputs=IngestInputs(warcs=(warc,)))
     assert open_descriptors(warc) == 0
     del failed
+
+
+# --------------------------------------------------------------------------- what a page cap leaves out
+
+
+async def test_a_directory_is_not_capped_by_the_crawl_default_and_a_cap_asked_for_says_what_it_left(
+    tmp_path: Path,
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    for n in range(5):
+        (site / f"page{n}.html").write_text(f"<html><body>{BODY.format(f'Topic {n}')}</body></html>")
+    settings = IngestSettings(data_dir=tmp_path / "data", index="t", max_pages=3)
+    inputs = IngestInputs(directory=site, base_url="https://docs.example/")
+    whole = await run_ingest(settings=settings, embedder=HashEmbedder(32), inputs=inputs, index_name="whole")
+    assert whole.pages_new == 5, "the crawl default (max_pages=3) does not cap a directory"
+    assert (whole.page_cap, whole.left_by_cap) == (None, {})
+    capped = await run_ingest(settings=settings, embedder=HashEmbedder(32), inputs=inputs, index_name="capped",
+                              max_pages=2)  # fmt: skip
+    assert capped.pages_new == 2
+    assert (capped.page_cap, capped.left_by_cap) == (2, {"files": 3})
+    assert capped.to_json()["left_by_cap"] == {"files": 3}
+
+
+async def test_a_crawl_stopped_by_its_cap_says_how_many_urls_it_left(tmp_path: Path) -> None:
+    site = {"/docs/index.html": "<html><body>" + BODY.format("The index")
+            + "".join(f'<a href="p{n}.html">{n}</a>' for n in range(6)) + "</body></html>"}  # fmt: skip
+    site.update({f"/docs/p{n}.html": f"<html><body>{BODY.format(f'Page {n}')}</body></html>" for n in range(6)})
+    summary = await ingest(tmp_path, site, max_pages=3)
+    assert summary.pages_fetched == 3
+    assert (summary.page_cap, summary.left_by_cap) == (3, {"urls": 4})
+    everything = await ingest(tmp_path / "again", site, max_pages=50)
+    assert (everything.page_cap, everything.left_by_cap) == (50, {})

@@ -412,6 +412,16 @@ def test_directory_pages_limits(site_dir: Path) -> None:
     assert "https://docs.example/binary.html" not in {p.url for p in small}
 
 
+def test_directory_pages_say_how_many_files_a_cap_left_out(site_dir: Path) -> None:
+    left: list[int] = []
+    pages = list(directory_pages(site_dir, "https://docs.example/", max_pages=2, on_cap=left.append))
+    assert len(pages) == 2
+    assert left == [5], "alias and binary read; five HTML files not (escape.html among them: never opened)"
+    everything = list(directory_pages(site_dir, "https://docs.example/", on_cap=left.append))
+    assert len(everything) == 6, "no cap unless one is asked for"
+    assert left == [5]
+
+
 def test_directory_page_encodings(tmp_path: Path) -> None:
     (tmp_path / "bom16.html").write_bytes("<p>ŝpecial</p>".encode("utf-16"))
     (tmp_path / "cp1252.html").write_bytes(
@@ -585,6 +595,11 @@ def test_warc_max_pages(tmp_path: Path) -> None:
     path = tmp_path / "m.warc.gz"
     pages = three_page_warc(path)
     assert [p.url for p in warc_pages(path, max_pages=2) if isinstance(p, FetchedPage)] == [p.url for p in pages[:2]]
+    left: list[int] = []
+    assert len(list(warc_pages(path, max_pages=1, on_cap=left.append))) == 1
+    assert left == [2], "the two responses after the cap are counted, not read as pages"
+    assert len(list(warc_pages(path, on_cap=left.append))) == 3
+    assert left == [2]
 
 
 def test_recorder_outside_its_with_block(tmp_path: Path) -> None:

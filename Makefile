@@ -7,6 +7,7 @@ CORPORA := .cache/corpora
 PY_DOCS := $(CORPORA)/python3.11-doc
 SQLITE_DOCS := $(CORPORA)/sqlite3-doc
 DJANGO_DOCS := $(CORPORA)/python-django-doc
+DEBREF_DOCS := $(CORPORA)/debian-reference-en
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test install models corpora browser compose lint typecheck unit e2e index django-index bench bench-quick eval clean
@@ -29,6 +30,7 @@ corpora:
 	scripts/fetch-debian-doc.sh python3.11-doc $(PY_DOCS)
 	scripts/fetch-debian-doc.sh sqlite3-doc $(SQLITE_DOCS)
 	scripts/fetch-debian-doc.sh python-django-doc $(DJANGO_DOCS)
+	scripts/fetch-debian-doc.sh debian-reference-en $(DEBREF_DOCS)
 
 # The web UI is tested in Debian's chromium, driven by Playwright (no browser download).
 browser:

@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Iterable
@@ -43,6 +42,9 @@ from lxml.html import HtmlElement
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))  # the sibling script, whether run or loaded by path
+
+from build_eval_sets import read_jsonl  # noqa: E402  (one reader of JSON Lines sets)
 
 from ingest import extract  # noqa: E402  (needs the repository root on sys.path first)
 
@@ -85,28 +87,6 @@ def fold(text: str) -> str:
     """Case- and whitespace-insensitive form: pages use no-break spaces and line breaks where a
     writer types a plain space."""
     return _WS.sub(" ", text).strip().casefold()
-
-
-def read_jsonl(path: Path, errors: list[str]) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
-    if not path.exists():
-        errors.append(f"{path.name}: missing")
-        return records
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{path.name}:{n}: invalid JSON ({exc})")
-            continue
-        if not isinstance(obj, dict):
-            errors.append(f"{path.name}:{n}: not an object")
-            continue
-        records.append(obj)
-    ids = [r.get("id") for r in records]
-    dups = sorted({str(i) for i in ids if ids.count(i) > 1})
-    if dups:
-        errors.append(f"{path.name}: duplicate ids {dups}")
-    return records
 
 
 def _strings(value: object, low: int, high: int) -> list[str] | None:

@@ -32,6 +32,9 @@ class EvalQuestion:
     answer_contains: tuple[str, ...] = ()
     premise_correction: tuple[str, ...] = ()
     """For a false-premise question: strings of which one shows the answer corrects the premise."""
+    is_list: bool = False
+    """A question with several parts ("what are the three ..."): ``answer_contains`` names every
+    part, and the answer is complete only when it holds them all."""
 
 
 @dataclass(slots=True)
@@ -45,6 +48,8 @@ class QuestionResult:
     answer: str = ""
     cites_gold: bool | None = None
     contains_answer: bool | None = None
+    complete: bool | None = None
+    """List question: the answer holds every part (every ``answer_contains`` string)."""
     premise_handled: bool | None = None
     """False-premise question: abstained, or answered with the correction (never accepted it)."""
     citation_recall: float | None = None
@@ -91,6 +96,9 @@ class EvalReport:
             "hit@1": share(answerable, lambda r: r.gold_rank == 1),
             "hit@5": share(answerable, lambda r: r.gold_rank is not None),
             "answer_accuracy": share(with_gold_strings, lambda r: bool(r.contains_answer)),
+            "completeness": share(
+                [r for r in answered_answerable if r.complete is not None], lambda r: bool(r.complete)
+            ),
             "gold_citation_rate": share(answered_answerable, lambda r: bool(r.cites_gold)),
             "citation_recall": mean(r.citation_recall for r in given),
             "citation_precision": mean(r.citation_precision for r in given),
@@ -149,6 +157,7 @@ def load_questions(
                 gold_url=row.get("gold_url"),
                 answer_contains=extra.get(row["id"], tuple(row.get("answer_contains", ()))),
                 premise_correction=tuple(row.get("premise_correction", ())),
+                is_list=bool(row.get("list", False)),
             )
         )
     questions = questions[:: max(1, every)]
@@ -197,7 +206,10 @@ def evaluate(
                 result.cites_gold = any(_same_page(c.url, item.gold_url) for c in answer.citations)
             lowered = answer.answer.lower()
             if item.answer_contains:
-                result.contains_answer = any(s.lower() in lowered for s in item.answer_contains)
+                found = [s.lower() in lowered for s in item.answer_contains]
+                result.contains_answer = any(found)
+                if item.is_list:
+                    result.complete = all(found)
             if item.premise_correction:
                 corrected = any(s.lower() in lowered for s in item.premise_correction)
                 result.premise_handled = answer.abstained or corrected

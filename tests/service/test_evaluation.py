@@ -81,6 +81,27 @@ def test_evaluate_computes_retrieval_answer_citation_and_abstention_metrics(tmp_
     assert retrieval_only["answer_accuracy"] is None
 
 
+def test_a_list_question_is_complete_only_with_every_part(tmp_path: Path) -> None:
+    index = build_index(tmp_path)
+    gold = "https://docs.example/copy.html"
+    questions = write(
+        tmp_path / "q.jsonl",
+        [
+            {"id": "whole", "question": "How do I copy a file?", "gold_url": gold, "list": True,
+             "answer_contains": ["shutil", "copyfile"]},
+            {"id": "part", "question": "How do I copy a file?", "gold_url": gold, "list": True,
+             "answer_contains": ["copyfile", "copytree"]},
+            {"id": "single", "question": "How do I copy a file?", "gold_url": gold, "answer_contains": ["copytree"]},
+        ],
+    )  # fmt: skip
+    answerer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2)
+    report = evaluate("q", load_questions(questions), index, EMBEDDER, answerer)
+    assert [(r.contains_answer, r.complete) for r in report.results] == [(True, True), (True, False), (False, None)]
+    totals = report.totals()
+    assert totals["completeness"] == 0.5, "measured over the list questions only"
+    assert totals["answer_accuracy"] == round(2 / 3, 3)
+
+
 def test_gate_fails_below_floor_and_on_missing_metrics() -> None:
     totals = {"faq": {"hit@5": 0.9, "false_abstention_rate": 0.2}}
     assert check_gate(totals, {"faq.hit@5": 0.85}) == []

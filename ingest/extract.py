@@ -12,7 +12,7 @@ import trafilatura
 from trafilatura.settings import Document
 
 from ingest._exceptions import ExtractionError
-from ingest.markup import MarkupError, parse_html
+from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
 from ingest.text import strip_invisible
 
 # Sphinx and many static-site generators append a pilcrow link to every heading; it is
@@ -85,6 +85,7 @@ def _hidden_by_class(classes: str) -> bool:
     return any(t in _HIDDEN_CLASSES for t in tokens) and not any(_SHOWN_AT_BREAKPOINT.match(t) for t in tokens)
 
 
+@one_tree_at_a_time
 def drop_hidden(html: str) -> str:
     """Remove elements a reader never sees (inline-hidden, ``hidden``, ``aria-hidden``, a hiding class).
 
@@ -113,6 +114,7 @@ def drop_hidden(html: str) -> str:
     return str(lxml.html.tostring(tree, encoding="unicode"))
 
 
+@one_tree_at_a_time
 def _html_title(html: str) -> str | None:
     try:
         title = parse_html(html).findtext(".//title")
@@ -129,6 +131,7 @@ _LICENSE_XPATHS = (
 )
 
 
+@one_tree_at_a_time
 def page_license(html: str, url: str) -> str | None:
     """The license a page declares in its markup (absolute URL for links), or None."""
     try:
@@ -148,6 +151,7 @@ def _meta(value: str | None) -> str | None:
     return cleaned or None
 
 
+@one_tree_at_a_time
 def extract(html: str, url: str) -> ExtractedPage:
     """Return the page's main text and metadata, or raise ExtractionError."""
     if not html.strip():

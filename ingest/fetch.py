@@ -31,7 +31,7 @@ from courlan import normalize_url
 from ingest._decode import decode_html
 from ingest._exceptions import FetchError, OutOfScopeError, SkipKind
 from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
-from ingest.markup import MarkupError, parse_html
+from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
 from ingest.politeness import HostPacer, RobotsCache, TdmRepCache, fetch_with_retries, opt_out_reason
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
 
@@ -155,6 +155,7 @@ def scope_prefix(seed: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
+@one_tree_at_a_time
 def extract_links(html: str, base_url: str) -> list[str]:
     """Absolute http(s) links of a page, fragments removed, in document order.
 

@@ -7,17 +7,50 @@ no links, no hidden text and no title, so such a site was crawled as one page wi
 run. The declaration says nothing the decoded text still needs, so it is dropped before parsing;
 what still cannot be parsed raises :class:`MarkupError` with lxml's reason, for the caller to
 report.
+
+libxml2 is not safe to use from two threads at once: pages are parsed on the crawler's event loop
+(links, meta tags) while the pipeline extracts others on worker threads (trafilatura), and a resumed
+ingest aborted with ``free(): invalid pointer`` in ``lxml.html.fromstring`` while trafilatura was
+pruning a tree on another thread (the same crashes trafilatura users report for concurrent
+``extract()`` calls). Every function that builds an lxml tree therefore runs under
+:func:`one_tree_at_a_time`, and returns only plain Python values, so no tree is built, walked or
+freed on two threads at once.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import threading
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import lxml.etree
 import lxml.html
 
 # A byte-order mark may precede it when a page was decoded without stripping one.
 _XML_DECLARATION = re.compile(r"\A[\s\ufeff]*<\?xml\b[^>]*\?>")
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# Re-entrant: extract() holds it while it calls drop_hidden() and page_license(), which take it too.
+_LIBXML2 = threading.RLock()
+
+
+def one_tree_at_a_time(function: Callable[_P, _R]) -> Callable[_P, _R]:
+    """``function`` run while no other thread of the process is in libxml2 (see the module docstring).
+
+    Its trees must not outlive the call: they are freed when its frame is, inside the lock.
+    """
+
+    @functools.wraps(function)
+    def serialised(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with _LIBXML2:
+            return function(*args, **kwargs)
+
+    return serialised
 
 
 class MarkupError(ValueError):

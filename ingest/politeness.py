@@ -40,7 +40,7 @@ from protego import Protego
 
 from ingest._exceptions import FetchError
 from ingest.bounded import ACCEPT_HEADERS, read_prefix, send_following
-from ingest.markup import MarkupError, parse_html
+from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
 
 log = logging.getLogger(__name__)
 
@@ -663,6 +663,7 @@ def x_robots_directives(value: str, token: str) -> set[str]:
     return found
 
 
+@one_tree_at_a_time
 def _meta_tags(html: str) -> list[tuple[str, str]]:
     """(lower-cased name, content) of every ``<meta name=... content=...>`` in ``html``."""
     if not html or not _META_TAG.search(html):

@@ -46,6 +46,7 @@ from ingest._decode import decode_html
 from ingest._exceptions import FetchError, TooLargeError
 from ingest.bounded import ACCEPT_HEADERS, read_bounded, send_following
 from ingest.fetch import HTML_TYPES, FetchedPage, FetchFailure, canonical
+from ingest.markup import one_tree_at_a_time
 
 log = logging.getLogger(__name__)
 
@@ -323,6 +324,7 @@ def _item_link(item: Any) -> str | None:
     return None
 
 
+@one_tree_at_a_time
 def _feed_links(data: bytes, url: str, *, max_urls: int) -> list[str]:
     root = _feed_root(data, url)
     links = _UniqueUrls(max_urls)

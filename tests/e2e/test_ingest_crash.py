@@ -58,12 +58,14 @@ def test_kill_9_repeatedly_then_resume(python_docs: StaticServer, tmp_path: Path
     finished_before_last_kill: set[str] = set()
     for kill in range(KILLS):
         before = stored_pages(db)
-        process = subprocess.Popen([str(BIN / "citeline"), *args], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+        log = tmp_path / f"run{kill}.stderr"
+        with log.open("wb") as stderr:  # a crash's fatal-error report, for the assertion below
+            process = subprocess.Popen([str(BIN / "citeline"), *args], env=dict(env, PYTHONFAULTHANDLER="1"),
+                                       stdout=subprocess.DEVNULL, stderr=stderr)  # fmt: skip
         target = before + rng.randint(1, 8)
         deadline = time.monotonic() + 300
         while stored_pages(db) < target:
-            assert process.poll() is None, f"ingest ended before kill {kill + 1}"
+            assert process.poll() is None, f"ingest ended before kill {kill + 1}: {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline
             time.sleep(rng.uniform(0.05, 0.3))
         time.sleep(rng.uniform(0, 1.5))  # land anywhere: mid-fetch, mid-embed, mid-transaction

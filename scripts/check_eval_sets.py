@@ -77,6 +77,12 @@ CORPORA = {
             html_root=REPO_ROOT / ".cache/corpora/debian-handbook/usr/share/doc/debian-handbook/html/en-US",
             base_url="https://debian-handbook.info/browse/stable/",
         ),
+        Corpus(
+            prefix="puzzles",
+            package="sgt-puzzles",
+            html_root=REPO_ROOT / ".cache/corpora/sgt-puzzles/usr/share/sgt-puzzles/help/en",
+            base_url="https://www.chiark.greenend.org.uk/~sgtatham/puzzles/doc/",
+        ),
     )
 }
 

@@ -10,7 +10,7 @@ DJANGO_DOCS := $(CORPORA)/python-django-doc
 DEBREF_DOCS := $(CORPORA)/debian-reference-en
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install models corpora browser compose lint typecheck unit e2e index django-index bench bench-quick eval clean
+.PHONY: demo test install models corpora browser compose lint typecheck unit e2e index django-index bench bench-quick eval eval-corpora clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,11 @@ eval: index
 	$(BIN)/citeline eval eval/sets/python_faq.jsonl eval/sets/python_faq_paraphrased.jsonl \
 		eval/sets/python_offcorpus.jsonl eval/sets/python_false_premise.jsonl --index python-docs \
 		--answers eval/sets/python_faq_answers.jsonl --out bench/results/eval_python_docs.json
+
+## eval-corpora: crawl the Debian Reference, the Debian Administrator's Handbook and the sgt-puzzles
+## manual from loopback mirrors, evaluate each on its sets, print every corpus side by side
+eval-corpora: models
+	$(BIN)/python bench/eval_corpora.py
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

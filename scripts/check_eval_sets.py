@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Iterable
@@ -55,6 +56,8 @@ class Corpus:
     package: str
     html_root: Path
     base_url: str
+    index_page: str = "index.html"
+    """The page a crawl of the corpus starts from (relative to ``html_root``)."""
     min_questions: int = 60
     offcorpus: int = 20
     min_false_premise: int = 8
@@ -68,6 +71,7 @@ CORPORA = {
             package="debian-reference-en",
             html_root=REPO_ROOT / ".cache/corpora/debian-reference-en/usr/share/debian-reference",
             base_url="https://www.debian.org/doc/manuals/debian-reference/",
+            index_page="index.en.html",
         ),
         # The package holds every translation side by side; only the English tree is crawled, and
         # its pages carry rel=canonical links under this prefix.
@@ -244,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         if prefix not in corpora or not root:
             parser.error(f"--corpus {spec!r}: expected PREFIX=HTML_ROOT with PREFIX in {sorted(corpora)}")
         old = corpora[prefix]
-        corpora[prefix] = Corpus(
-            old.prefix, old.package, Path(root), old.base_url, old.min_questions, old.offcorpus, old.min_false_premise
-        )
+        corpora[prefix] = dataclasses.replace(old, html_root=Path(root))
 
     errors: list[str] = []
     for corpus in corpora.values():

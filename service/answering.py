@@ -5,6 +5,12 @@ the ``strict`` policy a sentence no retrieved passage supports is removed and an
 nothing supported becomes an abstention; under ``flag`` it stays, marked ``supported: false``. A
 sentence whose cited passage does not support it but another retrieved passage does is re-pointed
 to that passage.
+
+When the generator declines (``NOT FOUND``) or none of its sentences survives verification although
+retrieval found a close passage, the answer falls back to an *extract*: the sentences of the top
+passages closest to the question, quoted verbatim with their citations (``Answer.extract``). A
+quote is its own support, so an extract cannot say what its source does not; it abstains like
+before when no sentence is close enough to the question.
 """
 
 from __future__ import annotations
@@ -21,7 +27,16 @@ import numpy as np
 
 from indexes import Embedder, HybridRetriever, PassageIndex, RetrievalMode, SearchHit, Vectors
 from service.budget import BudgetConfig, excerpts
-from service.citations import ParsedSentence, Span, best_span, content_tokens, fragment_url, parse_answer, renumber
+from service.citations import (
+    ParsedSentence,
+    Span,
+    best_span,
+    content_tokens,
+    fragment_url,
+    parse_answer,
+    passage_spans,
+    renumber,
+)
 from service.generation import GenerationResult, Generator, TokenCallback
 from service.prompt import NOT_FOUND, build_messages
 from service.scope import distinctive_terms
@@ -30,6 +45,10 @@ from service.verify import Evidence, Verifier, VerifierConfig, VerifierStats, sc
 
 Policy = Literal["strict", "flag"]
 ABSTENTION_TEXT = "The sources do not answer this question."
+EXTRACT_NOTICE = (
+    "The model did not answer from these sources; the answer is the passages' own sentences closest "
+    "to the question, quoted verbatim."
+)
 _ABSTAIN = re.compile(
     r"\bNOT[ _-]?FOUND\b|\b(?:sources|passages|context)\s+(?:do(?:es)?\s+not|don't)\s+"
     r"(?:contain|answer|mention|provide|say|include)",
@@ -104,6 +123,8 @@ class AnswerSentence:
     """The generator cited a passage that does not support the sentence; another one did."""
     judged: bool = False
     """The verdict came from the generator acting as a yes/no judge (cheap evidence was unsure)."""
+    quoted: bool = False
+    """The sentence is its citation's own words (an extract), not the generator's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +227,9 @@ class Answer:
     indexed, a page asked for was skipped..."""
     live: LiveReport | None = None
     """Pages fetched, skipped and rechecked at question time (None when none was asked for)."""
+    extract: bool = False
+    """The generator declined or nothing it wrote was supported, so the answer is the sources' own
+    sentences closest to the question, quoted verbatim (each sentence ``quoted``)."""
 
 
 def retrieved(hit: SearchHit) -> RetrievedPassage:
@@ -394,6 +418,25 @@ def _alce(checked: Sequence[_Checked]) -> tuple[float, float]:
     return recall, (precise / total if total else 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class ExtractConfig:
+    """When an answer the generator declined falls back to quoting the sources (module docstring)."""
+
+    enabled: bool = True
+    """Fall back to an extract at all; off, a declined answer abstains."""
+    min_passage_score: float = 0.5
+    """The best passage must be at least this similar to the question (the threshold at which a
+    refusal is retried: off-corpus questions' best passage stays below it on the project's sets)."""
+    min_sentence_similarity: float = 0.5
+    """A sentence is quoted only when at least this similar to the question on its own."""
+    passages: int = 2
+    """Sentences are taken from this many of the top passages."""
+    sentences: int = 2
+    """At most this many sentences are quoted."""
+    min_chars: int = 20
+    """Shorter sentences (headings, labels) are never quoted alone."""
+
+
 class Answerer:
     """Answers a question from one index with the given embedder, generator and verifier."""
 
@@ -410,6 +453,7 @@ class Answerer:
         abstain_on_unknown_terms: bool = True,
         budget: BudgetConfig | None = None,
         retrieval: RetrievalConfig | None = None,
+        extract: ExtractConfig | None = None,
     ) -> None:
         self.embedder = embedder
         self.generator = generator
@@ -421,6 +465,7 @@ class Answerer:
         self.abstain_on_unknown_terms = abstain_on_unknown_terms
         self.budget = budget or BudgetConfig()
         self.retriever = Retriever(embedder, retrieval)
+        self.extract = extract or ExtractConfig()
         """A refusal is retried once when the best passage is at least this similar to the question
         (measured: off-corpus questions' best passage stays below ~0.52 on the Python docs and ~0.35
         on the Django docs; paraphrased FAQ questions are above 0.59 for three in four)."""
@@ -533,6 +578,43 @@ class Answerer:
         )
         return candidate, removed, generator_metrics
 
+    def _extract(self, question: str, question_vector: Vectors, hits: Sequence[SearchHit]) -> Candidate | None:
+        """The top passages' sentences closest to the question, quoted verbatim; None when retrieval
+        or every sentence is too far from the question (then the answer abstains)."""
+        config = self.extract
+        if not config.enabled or not hits or hits[0].score < config.min_passage_score:
+            return None
+        wanted = content_tokens(question)
+        pool = [
+            (hit, span)
+            for hit in hits[: config.passages]
+            for span in passage_spans(hit.text)
+            if len(span.text) >= config.min_chars and _alpha(span.text) and content_tokens(span.text) & wanted
+        ]
+        if not pool:
+            return None
+        vectors = self.embedder.embed([span.text for _, span in pool])
+        similarity = vectors @ np.asarray(question_vector, dtype=np.float32).reshape(-1)
+        ranked = sorted(range(len(pool)), key=lambda i: float(similarity[i]), reverse=True)
+        chosen = [i for i in ranked[: config.sentences] if similarity[i] >= config.min_sentence_similarity]
+        if not chosen:
+            return None
+        chosen.sort()  # the passages' order, and each passage's own sentence order
+        book = _CitationBook()
+        sentences = [
+            AnswerSentence(pool[i][1].text, [book.cite(*pool[i])], True, round(float(similarity[i]), 3), quoted=True)
+            for i in chosen
+        ]
+        return Candidate(
+            answer=renumber([(s.text, s.citations) for s in sentences]),
+            abstained=False,
+            sentences=sentences,
+            citations=book.citations,
+            citation_recall=1.0,
+            citation_precision=1.0,
+            support=1.0,
+        )
+
     # -- answering ---------------------------------------------------------------------------
 
     def answer(
@@ -613,6 +695,36 @@ class Answerer:
             excerpt_ms=round(excerpt_s * 1000, 1),
         )
         best = scored[0] if scored else None
+        extract = None
+        if (best is None or best[0].abstained) and hits and not unknown:
+            extract = self._extract(question, question_vector, hits)
+        if extract is not None:
+            return Answer(
+                question=question,
+                index=sources.name,
+                answer=extract.answer,
+                abstained=False,
+                policy=policy,
+                sentences=extract.sentences,
+                citations=extract.citations,
+                citation_recall=extract.citation_recall,
+                citation_precision=extract.citation_precision,
+                generator_citation_recall=round(best[4][0], 3) if best else 0.0,
+                generator_citation_precision=round(best[4][1], 3) if best else 0.0,
+                see_also=[],
+                retrieved=[retrieved(h) for h in hits],
+                timings=timings,
+                usage=usage,
+                model=self.generator.model_name,
+                dropped_markers=best[2] if best else [],
+                removed_sentences=best[1] if best else [],
+                removed_urls=best[3] if best else [],
+                candidates=[s[0] for s in scored] if n > 1 else [],
+                agreement=agreement,
+                notices=[*sources.notices, EXTRACT_NOTICE],
+                live=sources.report,
+                extract=True,
+            )
         if best is None or best[0].abstained:
             return Answer(
                 question=question,

@@ -44,6 +44,8 @@ class QuestionResult:
     answerable: bool
     gold_rank: int | None
     """1-based rank of the first retrieved passage from the gold page (None: not in the top 5)."""
+    top_score: float | None = None
+    """Similarity of the best retrieved passage: how close the corpus came to the question."""
     abstained: bool | None = None
     answer: str = ""
     cites_gold: bool | None = None
@@ -64,6 +66,11 @@ class QuestionResult:
     judge_calls: int = 0
     unknown_terms: list[str] = field(default_factory=list)
     """Question terms the index never mentions (the answer abstained before generating)."""
+    extract: bool = False
+    """The generator declined and the answer quotes the sources instead (it would have abstained)."""
+    sentences: list[dict[str, Any]] = field(default_factory=list)
+    """Each answer sentence with its verdict and, per citation, the quote and the whole passage it
+    was checked against: what a reader labels to measure the checker on real answers."""
 
 
 @dataclass(slots=True)
@@ -109,6 +116,10 @@ class EvalReport:
             else None,
             "false_abstention_rate": share(
                 [r for r in answered_answerable if r.premise_handled is None], lambda r: bool(r.abstained)
+            ),
+            "extract_rate": share(answered_answerable, lambda r: r.extract),
+            "false_abstention_without_extract": share(
+                [r for r in answered_answerable if r.premise_handled is None], lambda r: bool(r.abstained or r.extract)
             ),
             "false_premise_handled": share(
                 [r for r in answered if r.premise_handled is not None], lambda r: bool(r.premise_handled)
@@ -189,7 +200,9 @@ def evaluate(
         rank = None
         if item.gold_url:
             rank = next((i for i, h in enumerate(hits, start=1) if _same_page(h.url, item.gold_url)), None)
-        result = QuestionResult(item.id, item.question, item.answerable, rank)
+        result = QuestionResult(
+            item.id, item.question, item.answerable, rank, round(hits[0].score, 4) if hits else None
+        )
         if answerer is not None:
             started = time.perf_counter()
             answer = answerer.answer(item.question, index)
@@ -202,6 +215,27 @@ def evaluate(
             result.prompt_tokens = answer.usage.prompt_tokens
             result.judge_calls = answer.usage.judge_calls
             result.unknown_terms = answer.unknown_terms
+            result.extract = answer.extract
+            passages = {p.passage_id: p.text for p in answer.retrieved}
+            citations = {c.id: c for c in answer.citations}
+            result.sentences = [
+                {
+                    "text": sentence.text,
+                    "supported": sentence.supported,
+                    "quoted": sentence.quoted,
+                    "judged": sentence.judged,
+                    "citations": [
+                        {
+                            "url": citations[n].url,
+                            "quote": citations[n].quote,
+                            "passage": passages.get(citations[n].passage_id, ""),
+                        }
+                        for n in sentence.citations
+                        if n in citations
+                    ],
+                }
+                for sentence in answer.sentences
+            ]
             if item.gold_url:
                 result.cites_gold = any(_same_page(c.url, item.gold_url) for c in answer.citations)
             lowered = answer.answer.lower()
@@ -226,7 +260,7 @@ def evaluate(
 
 # -- gate ------------------------------------------------------------------------------------
 
-LOWER_IS_BETTER = frozenset({"false_abstention_rate"})
+LOWER_IS_BETTER = frozenset({"false_abstention_rate", "false_abstention_without_extract"})
 
 
 @dataclass(frozen=True, slots=True)

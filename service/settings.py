@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from indexes import Embedder, RetrievalMode
 from ingest import ChunkSizes, IngestSettings, OnDemandFetcher, UrlMap
-from service.answering import Answerer, RetrievalConfig
+from service.answering import Answerer, ExtractConfig, RetrievalConfig
 from service.budget import BudgetConfig
 from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
 from service.live import LiveConfig, LivePages
@@ -48,6 +48,9 @@ class ServiceSettings(IngestSettings):
     time to first token by a quarter but lost one of three answer checks of the quality gate (README)."""
     max_new_tokens: int = 160
     """Cap on generated tokens per answer."""
+    extract_fallback: bool = True
+    """When the generator declines although a passage is close to the question, answer with the
+    passages' own sentences closest to it, quoted verbatim (``extract: true``); off: abstain."""
     max_question_chars: int = 2000
     """Longer questions are refused with 422."""
     max_body_bytes: int = 65_536
@@ -114,6 +117,7 @@ class ServiceSettings(IngestSettings):
             max_new_tokens=self.max_new_tokens,
             budget=self.budget(),
             retrieval=self.retrieval_config(),
+            extract=ExtractConfig(enabled=self.extract_fallback),
         )
 
     def registry(self, embedder: Embedder) -> IndexRegistry:

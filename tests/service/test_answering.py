@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from service.answering import Answerer
+from service.answering import EXTRACT_NOTICE, Answerer, ExtractConfig
 from service.generation import ChatMessage, ScriptedGenerator
 from service.verify import JUDGE_SYSTEM
 
@@ -171,3 +171,70 @@ def test_citations_carry_the_page_provenance(tmp_path: Path) -> None:
     assert citation.http_status == 200
     assert citation.content_hash == "h0"
     assert citation.fetched_at
+
+
+# --------------------------------------------------------------------------- extract fallback
+
+
+def test_a_declined_answer_falls_back_to_quoting_the_closest_sentence(tmp_path: Path) -> None:
+    index = build_index(tmp_path)
+    answer = Answerer(EMBEDDER, ScriptedGenerator("NOT FOUND"), top_k=2).answer(
+        "Which shutil function copies the contents of a file?", index
+    )
+    assert not answer.abstained
+    assert answer.extract
+    assert EXTRACT_NOTICE in answer.notices
+    assert [s.text for s in answer.sentences] == [TEXTS[0]]
+    sentence, citation = answer.sentences[0], answer.citations[0]
+    assert sentence.quoted
+    assert sentence.supported
+    assert sentence.citations == [citation.id]
+    assert citation.quote == sentence.text, "an extract sentence is its citation's own words"
+    assert citation.url == "https://docs.example/0.html"
+    assert TEXTS[0][citation.start : citation.end] == citation.quote
+    assert answer.answer == f"{TEXTS[0]} [1]"
+
+
+def test_an_unsupported_answer_falls_back_to_an_extract_too(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "no"
+        return "Use the copy command of your operating system [1]."
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "Which shutil function copies the contents of a file?", build_index(tmp_path)
+    )
+    assert answer.extract
+    assert answer.removed_sentences == ["Use the copy command of your operating system."]
+    assert answer.sentences[0].text == TEXTS[0]
+
+
+def test_no_extract_when_no_sentence_is_close_to_the_question(tmp_path: Path) -> None:
+    answer = Answerer(EMBEDDER, ScriptedGenerator("NOT FOUND"), top_k=2).answer(
+        "what does copyfile do", build_index(tmp_path)
+    )
+    assert answer.abstained
+    assert not answer.extract
+    assert answer.citations == []
+    assert EXTRACT_NOTICE not in answer.notices
+
+
+def test_the_extract_fallback_can_be_switched_off(tmp_path: Path) -> None:
+    answer = Answerer(EMBEDDER, ScriptedGenerator("NOT FOUND"), top_k=2, extract=ExtractConfig(enabled=False)).answer(
+        "Which shutil function copies the contents of a file?", build_index(tmp_path)
+    )
+    assert answer.abstained
+    assert not answer.extract
+
+
+def test_a_supported_answer_is_never_replaced_by_an_extract(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "yes"
+        return f"Use shutil.copyfile() to copy the contents of a file [{source_number(messages, 'copyfile')}]."
+
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "Which shutil function copies the contents of a file?", build_index(tmp_path)
+    )
+    assert not answer.extract
+    assert not answer.sentences[0].quoted

@@ -127,3 +127,41 @@ def test_committed_gate_was_never_lowered_silently(path: Path) -> None:
     gate = json.loads(path.read_text())
     assert gate["floors"], "the gate must pin floors"
     assert lowered_without_reason(gate) == []
+
+
+def test_an_extract_counts_as_an_answer_and_is_reported_apart(tmp_path: Path) -> None:
+    index = build_index(tmp_path)
+    gold = "https://docs.example/copy.html"
+    questions = write(
+        tmp_path / "q.jsonl",
+        [
+            # The scripted generator declines this wording; the extract quotes the copy passage.
+            {"id": "declined", "question": "Which shutil function copies the contents of a file?", "gold_url": gold,
+             "answer_contains": ["copyfile"]},
+            {"id": "answered", "question": "How do I copy a file?", "gold_url": gold, "answer_contains": ["copyfile"]},
+        ],
+    )  # fmt: skip
+
+    def declines_shutil(messages: Sequence[ChatMessage]) -> str:
+        return "NOT FOUND" if "shutil" in messages[-1].content.rsplit("Question:", 1)[-1] else reply(messages)
+
+    report = evaluate(
+        "q", load_questions(questions), index, EMBEDDER, Answerer(EMBEDDER, ScriptedGenerator(declines_shutil), top_k=2)
+    )
+    declined, answered = report.results
+    assert (declined.extract, declined.abstained, declined.contains_answer, declined.cites_gold) == (
+        True,
+        False,
+        True,
+        True,
+    )
+    assert declined.sentences == [
+        {"text": PAGES[gold], "supported": True, "quoted": True, "judged": False,
+         "citations": [{"url": gold, "quote": PAGES[gold], "passage": PAGES[gold]}]}
+    ]  # fmt: skip
+    assert not answered.extract
+    assert answered.sentences[0]["citations"][0]["passage"] == PAGES[gold]
+    totals = report.totals()
+    assert totals["extract_rate"] == 0.5
+    assert totals["false_abstention_rate"] == 0.0
+    assert totals["false_abstention_without_extract"] == 0.5, "what the rate would be without the fallback"

@@ -122,3 +122,23 @@ def test_rare_word_missing_from_the_passage_counts_as_a_swapped_name() -> None:
     # Inflections of words the passage has are not "missing": "calls" ~ "calling".
     fine = score_pair("It calls normpath on the joined path.", passage, 0.9, CONFIG, common)
     assert "calls" not in fine.missing_names
+
+
+def test_names_and_numbers_can_be_required_in_the_quoted_span() -> None:
+    """ "Melbourne is the capital" quoted from a sentence about Victoria, with "Australia" only in
+    another sentence of the passage: the quote a reader sees does not name Australia."""
+    passage = (
+        "Melbourne is the capital and most populous city of the state of Victoria.\n"
+        "Its trams run on a network of tracks.\n"
+        "The state lies in the south-east of Australia, and 6.9 million people live there."
+    )
+    claim = "Melbourne is the capital and most populous city of Australia, with 6.9 million people."
+    passage_wide = score_pair(claim, passage, 0.9, CONFIG)
+    in_span = score_pair(claim, passage, 0.9, VerifierConfig(names_in_span=True))
+    assert in_span.span == passage_wide.span
+    assert in_span.span.text == "Melbourne is the capital and most populous city of the state of Victoria."
+    assert "Australia" not in passage_wide.missing_names
+    assert passage_wide.missing_numbers == ()
+    assert "Australia" in in_span.missing_names
+    assert "6.9" in in_span.missing_numbers
+    assert in_span.verdict == "unsupported"

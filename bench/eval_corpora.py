@@ -71,10 +71,12 @@ def ingest(corpus: Corpus) -> None:
         ])  # fmt: skip
 
 
-def evaluate(corpus: Corpus, *, retrieval_only: bool) -> Path:
-    out = RESULTS / f"eval_{corpus.prefix}.json"
+def evaluate(corpus: Corpus, *, retrieval_only: bool, policy: str = "strict", every: int = 1) -> Path:
+    suffix = "" if policy == "strict" else f"_{policy}"
+    out = RESULTS / f"eval_{corpus.prefix}{suffix}.json"
     sets = [str(SETS / f"{corpus.prefix}_{kind}.jsonl") for kind in ("questions", "offcorpus", "false_premise")]
     extra = ["--retrieval-only"] if retrieval_only else []
+    extra += ["--policy", policy, "--every", str(every)]
     run([str(BIN / "citeline"), "eval", *sets, "--index", corpus.package, "--out", str(out), *extra])
     return out
 
@@ -117,13 +119,18 @@ def main() -> int:
     parser.add_argument("--skip-ingest", action="store_true", help="evaluate the indexes already built")
     parser.add_argument("--retrieval-only", action="store_true", help="retrieval metrics only (no generation)")
     parser.add_argument("--table", action="store_true", help="only print the table of the existing results")
+    parser.add_argument(
+        "--policy", choices=["strict", "flag"], default="strict",
+        help="flag keeps unsupported sentences with their citations (eval_<prefix>_flag.json), for labelling",
+    )  # fmt: skip
+    parser.add_argument("--every", type=int, default=1, help="every Nth question of each set")
     args = parser.parse_args()
     chosen = [CORPORA[p] for p in (args.corpus or CORPORA)]
     if not args.table:
         for corpus in chosen:
             if not args.skip_ingest:
                 ingest(corpus)
-            evaluate(corpus, retrieval_only=args.retrieval_only)
+            evaluate(corpus, retrieval_only=args.retrieval_only, policy=args.policy, every=args.every)
     paths = {"python docs": RESULTS / "eval_python_docs.json"}
     paths.update({c.package: RESULTS / f"eval_{c.prefix}.json" for c in CORPORA.values()})
     print(table(paths))

@@ -459,6 +459,13 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="Questions per set at most (the first N).")] = None,
     every: Annotated[int, typer.Option(min=1, help="Keep every Nth question of each set (an even sample).")] = 1,
     retrieval_only: Annotated[bool, typer.Option(help="Only retrieval metrics (no generation).")] = False,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="strict: unsupported sentences dropped (as served); flag: kept and marked, with their citations"
+            " (what labelling the checker's rejections needs)."
+        ),
+    ] = "strict",
     out: Annotated[Path | None, typer.Option(help="Write the per-question results and totals as JSON here.")] = None,
     gate: Annotated[Path | None, typer.Option(help="Gate file: fail when a total is below its pinned floor.")] = None,
     raise_floors_: Annotated[
@@ -472,6 +479,8 @@ def eval_command(
     from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
     from service.settings import ServiceSettings
 
+    if policy not in ("strict", "flag"):
+        raise _fail(f"--policy must be strict or flag, not {policy!r}")
     settings = ServiceSettings()
     gate_data = json.loads(gate.read_text()) if gate else None
     if gate_data is not None and (problems := lowered_without_reason(gate_data)):
@@ -498,7 +507,14 @@ def eval_command(
                 progress.update(task, completed=done)
 
             report = evaluate(
-                path.stem, questions, passage_index, embedder, answerer, progress=advance, retriever=retriever
+                path.stem,
+                questions,
+                passage_index,
+                embedder,
+                answerer,
+                progress=advance,
+                retriever=retriever,
+                policy="flag" if policy == "flag" else "strict",
             )
         totals[path.stem] = report.totals()
         reports.append(report)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from indexes import Embedder, PassageIndex
-from service.answering import Answerer, Retriever
+from service.answering import Answerer, Policy, Retriever
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +188,7 @@ def evaluate(
     *,
     progress: Callable[[int], None] | None = None,
     retriever: Retriever | None = None,
+    policy: Policy = "strict",
 ) -> EvalReport:
     """Retrieval metrics for every question; answer metrics too when an ``answerer`` is given.
 
@@ -205,7 +206,7 @@ def evaluate(
         )
         if answerer is not None:
             started = time.perf_counter()
-            answer = answerer.answer(item.question, index)
+            answer = answerer.answer(item.question, index, policy=policy)
             result.total_ms = round((time.perf_counter() - started) * 1000, 1)
             result.abstained = answer.abstained
             result.answer = answer.answer

@@ -56,11 +56,11 @@ class Corpus:
     package: str
     html_root: Path
     base_url: str
-    index_page: str = "index.html"
-    """The page a crawl of the corpus starts from (relative to ``html_root``)."""
     min_questions: int = 60
     offcorpus: int = 20
     min_false_premise: int = 8
+    index_page: str = "index.html"
+    """The page a crawl of the corpus starts from (relative to ``html_root``)."""
 
 
 CORPORA = {

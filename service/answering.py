@@ -15,11 +15,12 @@ before when no sentence is close enough to the question.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -128,6 +129,26 @@ class AnswerSentence:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifiedSentence:
+    """A sentence verified while the answer is still being written (``sentence`` stream events).
+
+    Streamed sentences are always the first sentences of the final answer, in order, with the same
+    text, citation ids and citations: a client may show them as they come and append the rest
+    from the final answer."""
+
+    position: int
+    """0-based place in the answer's sentences."""
+    sentence: AnswerSentence
+    citations: list[Citation]
+    """The citations its ``citations`` ids name."""
+    elapsed_ms: float
+    """From the question to this sentence."""
+
+
+SentenceCallback = Callable[[VerifiedSentence], None]
+
+
+@dataclass(frozen=True, slots=True)
 class RetrievedPassage:
     passage_id: int
     score: float
@@ -160,6 +181,10 @@ class Timings:
     time_to_first_token_ms: float
     excerpt_ms: float = 0.0
     """Choosing the sentences shown to the generator (the prompt budget)."""
+    first_verified_sentence_ms: float | None = None
+    """From the question to the first sentence the reader can be shown as verified: streamed early
+    when cheap evidence supports it while the answer is still written, else the finished answer
+    (None when the answer abstained)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +443,80 @@ def _alce(checked: Sequence[_Checked]) -> tuple[float, float]:
     return recall, (precise / total if total else 0.0)
 
 
+class _SentenceStream:
+    """Verifies the generator's sentences as they complete, with cheap evidence only (the generator,
+    the judge, is busy writing), and hands on those it supports while they form an unbroken prefix
+    of the answer: the first sentence that is unsure, unsupported, code, a URL carrier or a repeat
+    ends the early stream, and the finished answer says the rest."""
+
+    def __init__(
+        self,
+        answerer: Answerer,
+        question: str,
+        hits: Sequence[SearchHit],
+        started: float,
+        on_sentence: SentenceCallback | None,
+    ) -> None:
+        self._answerer = answerer
+        self._question = question
+        self._hits = hits
+        self._started = started
+        self._on_sentence = on_sentence
+        self._text = ""
+        self._done = 0
+        self._open = True
+        self._book = _CitationBook()
+        self._seen: set[str] = set()
+        self.first_ms: float | None = None
+
+    @property
+    def emitted(self) -> int:
+        """How many of the answer's first sentences were handed on."""
+        return len(self._seen)
+
+    def feed(self, piece: str) -> None:
+        if self._open:
+            self._text += piece
+            # The last sentence may still grow (or gain markers) until the next one starts.
+            self._verify_complete(last_is_complete=False)
+
+    def finish(self) -> None:
+        """The generator is done: its last sentence is complete too."""
+        if self._open:
+            self._verify_complete(last_is_complete=True)
+        self._open = False
+
+    def _verify_complete(self, *, last_is_complete: bool) -> None:
+        parsed = parse_answer(self._text, len(self._hits))
+        for sentence in parsed[self._done : len(parsed) if last_is_complete else len(parsed) - 1]:
+            self._done += 1
+            if not self._emit(sentence):
+                self._open = False
+                return
+
+    def _emit(self, sentence: ParsedSentence) -> bool:
+        key = " ".join(sentence.text.lower().split()).rstrip(".")
+        if sentence.is_code or not sentence.markers or key in self._seen or is_abstention(self._text):
+            return False
+        if _URL.search(sentence.text):
+            return False
+        claim = claim_text(self._question, sentence.text)
+        evidence = self._answerer.cheap_verifier.check([(claim, self._hits[n - 1].text) for n in sentence.markers])
+        supporting = [(n, e) for n, e in zip(sentence.markers, evidence, strict=True) if e.verdict == "supported"]
+        if not supporting:
+            return False
+        self._seen.add(key)
+        ids = list(dict.fromkeys(self._book.cite(self._hits[n - 1], e.span) for n, e in supporting))
+        verified = AnswerSentence(sentence.text, ids, True, round(max(e.score for _, e in supporting), 3))
+        elapsed = (time.perf_counter() - self._started) * 1000
+        if self.first_ms is None:
+            self.first_ms = round(elapsed, 1)
+        if self._on_sentence is not None:
+            by_id = {c.id: c for c in self._book.citations}
+            self._on_sentence(VerifiedSentence(self._done - 1, verified, [by_id[i] for i in ids], round(elapsed, 1)))
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractConfig:
     """When an answer the generator declined falls back to quoting the sources (module docstring)."""
@@ -460,6 +559,8 @@ class Answerer:
         self.top_k = top_k
         self.max_new_tokens = max_new_tokens
         self.verifier = verifier or Verifier(embedder, generator, VerifierConfig())
+        self.cheap_verifier = Verifier(embedder, None, dataclasses.replace(self.verifier.config, use_judge=False))
+        """The checker without its judge: what can verify a sentence while the generator writes."""
         self.temperature = temperature
         self.retry_refusal_at = retry_refusal_at
         self.abstain_on_unknown_terms = abstain_on_unknown_terms
@@ -626,7 +727,11 @@ class Answerer:
         policy: Policy = "strict",
         n: int = 1,
         on_text: TokenCallback | None = None,
+        on_sentence: SentenceCallback | None = None,
     ) -> Answer:
+        """The verified answer. ``on_text`` gets the generator's raw tokens; ``on_sentence`` each
+        sentence verified while the answer is written (only with ``n == 1``: with several
+        candidates the final answer may be another one)."""
         started = time.perf_counter()
         sources = as_sources(index)
         question_vector = self.embedder.embed([question])[0]
@@ -637,6 +742,7 @@ class Answerer:
         scored: list[tuple[Candidate, list[str], list[int], list[str], tuple[float, float]]] = []
         verify_s = excerpt_s = 0.0
         unknown: list[str] = []
+        first_verified_ms: float | None = None
         if hits and self.abstain_on_unknown_terms:
             unknown = sources.unmentioned(distinctive_terms(question, self.verifier.common_words))
         if hits and not unknown:
@@ -646,15 +752,23 @@ class Answerer:
             source_chars = max(600, self.budget.max_chars)
             messages = build_messages(question, hits, texts=shown, max_source_chars=source_chars)
             seen: set[str] = set()
+            stream = _SentenceStream(self, question, hits, started, on_sentence if n == 1 else None)
+
+            def first_text(piece: str) -> bool | None:
+                stream.feed(piece)
+                return on_text(piece) if on_text is not None else None
+
             for attempt in range(n):
                 result = self.generator.generate(
                     messages,
                     max_new_tokens=self.max_new_tokens,
                     temperature=0.0 if attempt == 0 else self.temperature,
                     seed=attempt,
-                    on_text=on_text if attempt == 0 else None,
+                    on_text=first_text if attempt == 0 else None,
                 )
                 results.append(result)
+                if attempt == 0:
+                    stream.finish()
                 if attempt == 0 and is_abstention(result.text) and hits[0].score >= self.retry_refusal_at:
                     result = self.generator.generate(
                         build_messages(question, hits, insist=True, texts=shown, max_source_chars=source_chars),
@@ -670,10 +784,13 @@ class Answerer:
                 parsed = parse_answer(text, len(hits))
                 dropped = [m for s in parsed for m in s.invalid_markers]
                 if is_abstention(text):
-                    parsed = []
+                    # A refusal after sentences already shown as verified ("... [1]. The sources do
+                    # not say more.") keeps those sentences: a reader has seen them.
+                    parsed = parsed[: stream.emitted] if attempt == 0 and result is results[0] else []
                 candidate, removed, generator_metrics = self._verified(question, parsed, hits, policy, stats)
                 verify_s += time.perf_counter() - t0
                 scored.append((candidate, removed, dropped, urls, generator_metrics))
+            first_verified_ms = stream.first_ms
         scored.sort(key=lambda s: (not s[0].abstained, s[0].citation_recall, s[0].support), reverse=True)
         agreement = self._agreement([s[0] for s in scored]) if n > 1 else None
         total = time.perf_counter() - started
@@ -693,6 +810,7 @@ class Answerer:
             total_ms=round(total * 1000, 1),
             time_to_first_token_ms=round(first.time_to_first_token * 1000, 1) if first else 0.0,
             excerpt_ms=round(excerpt_s * 1000, 1),
+            first_verified_sentence_ms=first_verified_ms if first_verified_ms is not None else round(total * 1000, 1),
         )
         best = scored[0] if scored else None
         extract = None
@@ -726,6 +844,7 @@ class Answerer:
                 extract=True,
             )
         if best is None or best[0].abstained:
+            timings = dataclasses.replace(timings, first_verified_sentence_ms=None)
             return Answer(
                 question=question,
                 index=sources.name,

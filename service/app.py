@@ -52,10 +52,18 @@ from indexes import (
     PassageIndex,
 )
 from service import metrics
-from service.answering import Answer, Answerer, RetrievedPassage, retrieved
+from service.answering import Answer, Answerer, RetrievedPassage, VerifiedSentence, retrieved
 from service.auth import AccessControl, Scope
 from service.cache import AnswerCache, cache_key
-from service.chat import ChatRequest, completion, completion_chunks, conversation, standalone_question
+from service.chat import (
+    ChatRequest,
+    chunk,
+    completion,
+    completion_chunks,
+    conversation,
+    sentence_piece,
+    standalone_question,
+)
 from service.exceptions import (
     AccessError,
     BusyError,
@@ -96,7 +104,9 @@ class AskRequest(LiveOptions, forbid_unknown_fields=True, kw_only=True):
         bool,
         msgspec.Meta(
             description="Server-sent events: `retrieval` (the passages), `draft` (unverified tokens as the"
-            " generator writes them), then `answer` (the verified answer, as without streaming)."
+            " generator writes them), `sentence` (each sentence verified while the answer is written: the"
+            " answer's first sentences, in order, with their citations), then `answer` (the verified answer,"
+            " as without streaming)."
         ),
     ] = False
 
@@ -452,16 +462,20 @@ def _close(answerer: Answerer, sources: SourceSet) -> None:
 async def _ask_events(
     resources: Resources, answerer: Answerer, question: str, sources: SourceSet, data: AskRequest, *, lease: Lease
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """``retrieval``, ``draft`` tokens, then the verified ``answer``; a client that goes away stops
+    """``retrieval``, ``draft`` tokens and each ``sentence`` verified while the answer is written, then
+    the verified ``answer``; a client that goes away stops
     the generation at its next token. A failure ends the stream with an ``error`` event carrying
     the problem details a plain request would get."""
     loop = asyncio.get_running_loop()
-    tokens: asyncio.Queue[str] = asyncio.Queue()
+    events: asyncio.Queue[tuple[str, str]] = asyncio.Queue()  # (event, data), in the order they happened
     gone = threading.Event()
 
     def on_text(piece: str) -> bool:
-        loop.call_soon_threadsafe(tokens.put_nowait, piece)
+        loop.call_soon_threadsafe(events.put_nowait, ("draft", json.dumps(piece)))
         return gone.is_set()
+
+    def on_sentence(sentence: VerifiedSentence) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, ("sentence", msgspec.json.encode(sentence).decode()))
 
     work: asyncio.Future[Any] | None = None
     try:
@@ -474,15 +488,22 @@ async def _ask_events(
             _generate(
                 resources,
                 lambda: answerer.answer(
-                    question, sources, top_k=data.top_k, policy=data.policy, n=data.n, on_text=on_text
+                    question,
+                    sources,
+                    top_k=data.top_k,
+                    policy=data.policy,
+                    n=data.n,
+                    on_text=on_text,
+                    on_sentence=on_sentence,
                 ),
             )
         )
-        while not work.done() or not tokens.empty():
-            getter = asyncio.ensure_future(tokens.get())
+        while not work.done() or not events.empty():
+            getter = asyncio.ensure_future(events.get())
             done, _ = await asyncio.wait({getter, work}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
-                yield ServerSentEventMessage(event="draft", data=json.dumps(getter.result()))
+                event, payload = getter.result()
+                yield ServerSentEventMessage(event=event, data=payload)
             else:
                 getter.cancel()
                 if not done:
@@ -539,6 +560,12 @@ async def _chat(
     if live is not None:
         _live_pages(resources).validate(live)  # 422 now, before the question is rewritten by the model
 
+    loop = asyncio.get_running_loop()
+    verified: asyncio.Queue[VerifiedSentence] = asyncio.Queue()
+
+    def on_sentence(sentence: VerifiedSentence) -> None:
+        loop.call_soon_threadsafe(verified.put_nowait, sentence)
+
     async def work() -> tuple[str, Answer]:
         standalone = question
         if any(role == "user" for role, _ in history):
@@ -547,14 +574,21 @@ async def _chat(
         sources = await _sources(resources, answerer, standalone, index, live)
         try:
             answer: Answer = await _generate(
-                resources, lambda: answerer.answer(standalone, sources, top_k=data.top_k, policy=data.policy)
+                resources,
+                lambda: answerer.answer(
+                    standalone,
+                    sources,
+                    top_k=data.top_k,
+                    policy=data.policy,
+                    on_sentence=on_sentence if data.stream else None,
+                ),
             )
         finally:
             _close(answerer, sources)
         return standalone, answer
 
     if data.stream:
-        events = _chat_events(work, model, request_id, lease)
+        events = _chat_events(work, model, request_id, lease, verified)
         lease.release_with(events)
         return ServerSentEvent(events)
     standalone, answer = await work()
@@ -563,18 +597,36 @@ async def _chat(
 
 
 async def _chat_events(
-    work: Callable[[], Awaitable[tuple[str, Answer]]], model: str, request_id: str, lease: Lease
+    work: Callable[[], Awaitable[tuple[str, Answer]]],
+    model: str,
+    request_id: str,
+    lease: Lease,
+    verified: asyncio.Queue[VerifiedSentence],
 ) -> AsyncIterator[ServerSentEventMessage]:
-    """Keep-alive comments while the answer is written and verified, then the verified answer as
-    chunks (only verified text is ever shown), ending with ``data: [DONE]``. A failure is one chunk
-    of problem details (with an OpenAI-style ``error`` member), then ``[DONE]``."""
+    """Keep-alive comments while the answer is written, each sentence as soon as it is verified,
+    then the rest of the verified answer as chunks (only verified text is ever shown), ending with
+    ``data: [DONE]``. A failure is one chunk of problem details (with an OpenAI-style ``error``
+    member), then ``[DONE]``."""
     task = asyncio.ensure_future(work())
+    streamed = ""
     try:
         try:
-            while not task.done():
-                done, _ = await asyncio.wait({task}, timeout=10)
-                if not done:
-                    yield ServerSentEventMessage(comment="keep-alive", data=None)
+            while not task.done() or not verified.empty():
+                getter = asyncio.ensure_future(verified.get())
+                done, _ = await asyncio.wait({getter, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    if not done:
+                        yield ServerSentEventMessage(comment="keep-alive", data=None)
+                    continue
+                sentence = getter.result()
+                if not streamed:
+                    yield ServerSentEventMessage(
+                        data=json.dumps(chunk(request_id, model, {"role": "assistant", "content": ""}))
+                    )
+                piece = (" " if streamed else "") + sentence_piece(sentence.sentence)
+                streamed += piece
+                yield ServerSentEventMessage(data=json.dumps(chunk(request_id, model, {"content": piece})))
             standalone, answer = task.result()
         except Exception as exc:  # every failure becomes the error chunk, as a plain response would
             yield _problem_event(exc, event=None)
@@ -584,8 +636,10 @@ async def _chat_events(
             if not task.done():
                 await asyncio.wait({task})
         _observe(answer)
-        for chunk in completion_chunks(answer, model=model, standalone=standalone, request_id=request_id):
-            yield ServerSentEventMessage(data=json.dumps(chunk))
+        for rest in completion_chunks(
+            answer, model=model, standalone=standalone, request_id=request_id, streamed=streamed
+        ):
+            yield ServerSentEventMessage(data=json.dumps(rest))
         yield ServerSentEventMessage(data="[DONE]")
     finally:
         lease.release()

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from service.answering import Answer
+from service.answering import Answer, AnswerSentence
 from service.generation import ChatMessage, Generator
 from service.live import LiveOptions
 
@@ -85,6 +85,15 @@ def standalone_question(generator: Generator, question: str, history: Sequence[t
     return rewritten
 
 
+def sentence_piece(sentence: AnswerSentence) -> str:
+    """A sentence as the chat content shows it: its text and ``[n]`` markers (sentences are joined
+    by one space)."""
+    marks = "".join(f"[{i}]" for i in sentence.citations)
+    if sentence.text.startswith("```"):
+        return f"\n{sentence.text}\n{marks}"
+    return sentence.text + (" " + marks if marks else "")
+
+
 def annotated_content(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
     """The answer text with ``[n]`` markers, and one url_citation per cited sentence and source.
     The answer's notices (a cited page changed since indexing...) follow as a last paragraph, as a
@@ -98,8 +107,7 @@ def annotated_content(answer: Answer) -> tuple[str, list[dict[str, Any]]]:
     position = 0
     for sentence in answer.sentences:
         text = sentence.text
-        marks = "".join(f"[{i}]" for i in sentence.citations)
-        piece = (text + (" " + marks if marks else "")) if not text.startswith("```") else f"\n{text}\n{marks}"
+        piece = sentence_piece(sentence)
         start = position + (1 if parts else 0)
         parts.append(piece)
         position = start + len(piece)
@@ -139,26 +147,41 @@ def completion(answer: Answer, *, model: str, standalone: str, request_id: str |
     }
 
 
+def chunk(
+    request_id: str, model: str, delta: dict[str, Any], finish: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` object."""
+    choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+    return {"id": request_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": [choice], **extra}  # fmt: skip
+
+
 def completion_chunks(
-    answer: Answer, *, model: str, standalone: str, request_id: str, words_per_chunk: int = 4
+    answer: Answer, *, model: str, standalone: str, request_id: str, words_per_chunk: int = 4, streamed: str = ""
 ) -> list[dict[str, Any]]:
     """The same completion as ``chat.completion.chunk`` objects: role, content pieces, then the
-    annotations with the finish reason (clients accumulate ``delta.annotations``)."""
+    annotations with the finish reason (clients accumulate ``delta.annotations``).
+
+    ``streamed`` is the content already sent (with the role) as sentences were verified: only what
+    follows it is sent. It is always the start of the content; were it not, the whole content
+    follows rather than a piece that would not fit."""
     content, annotations = annotated_content(answer)
-    created = int(time.time())
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [choice], **extra}  # fmt: skip
-
-    words = re.split(r"(?<=\s)", content)
-    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks = [] if streamed else [chunk(request_id, model, {"role": "assistant", "content": ""})]
+    content = content.removeprefix(streamed)
+    words = re.split(r"(?<=\s)", content) if content else []
     chunks.extend(
-        chunk({"content": "".join(words[i : i + words_per_chunk])}) for i in range(0, len(words), words_per_chunk)
+        chunk(request_id, model, {"content": "".join(words[i : i + words_per_chunk])})
+        for i in range(0, len(words), words_per_chunk)
     )
     chunks.append(
-        chunk({"annotations": annotations}, "stop", usage=_usage(answer), citeline=_extra(answer, standalone))
+        chunk(
+            request_id,
+            model,
+            {"annotations": annotations},
+            "stop",
+            usage=_usage(answer),
+            citeline=_extra(answer, standalone),
+        )
     )
     return chunks
 

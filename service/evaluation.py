@@ -62,6 +62,8 @@ class QuestionResult:
     generate_ms: float = 0.0
     verify_ms: float = 0.0
     ttft_ms: float = 0.0
+    first_verified_ms: float | None = None
+    """Time to the first sentence shown as verified (None: the answer abstained)."""
     prompt_tokens: int = 0
     judge_calls: int = 0
     unknown_terms: list[str] = field(default_factory=list)
@@ -131,6 +133,7 @@ class EvalReport:
             "p50_generate_ms": p50(r.generate_ms for r in answered),
             "p50_verify_ms": p50(r.verify_ms for r in answered),
             "p50_ttft_ms": p50(r.ttft_ms for r in answered),
+            "p50_first_verified_sentence_ms": p50(r.first_verified_ms or 0.0 for r in answered),
             "p50_prompt_tokens": p50(float(r.prompt_tokens) for r in answered),
             "judge_calls_per_answer": mean(float(r.judge_calls) for r in answered),
         }
@@ -213,6 +216,7 @@ def evaluate(
             result.generate_ms = answer.timings.generate_ms
             result.verify_ms = answer.timings.verify_ms
             result.ttft_ms = answer.timings.time_to_first_token_ms
+            result.first_verified_ms = answer.timings.first_verified_sentence_ms
             result.prompt_tokens = answer.usage.prompt_tokens
             result.judge_calls = answer.usage.judge_calls
             result.unknown_terms = answer.unknown_terms

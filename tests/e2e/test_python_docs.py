@@ -126,6 +126,38 @@ def test_json_question_is_answered_from_the_json_docs(service: LiveService, pyth
     assert body["timings"]["total_ms"] >= body["timings"]["generate_ms"] > 0
 
 
+def test_streamed_answer_shows_verified_sentences_before_the_answer(service: LiveService) -> None:
+    """Real model, real server: each ``sentence`` event is one of the answer's first sentences, in
+    order, with its citations, and arrives before the answer is finished."""
+    streamed = 0
+    for question in ("How do I read a JSON file in Python?", "Which function writes rows to a CSV file?"):
+        with httpx.stream(
+            "POST", f"{service.base_url}/v1/ask", json={"question": question, "stream": True}, timeout=300
+        ) as response:
+            received: list[tuple[str, Any]] = []
+            event = "message"
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    event = line.removeprefix("event:").strip()
+                elif line.startswith("data:"):
+                    received.append((event, json.loads(line.removeprefix("data:").strip())))
+        kinds = [kind for kind, _ in received]
+        answer = received[-1][1]
+        assert kinds[-1] == "answer", kinds
+        sentences = [data for kind, data in received if kind == "sentence"]
+        assert [s["position"] for s in sentences] == list(range(len(sentences)))
+        assert [s["sentence"] for s in sentences] == answer["sentences"][: len(sentences)]
+        by_id = {c["id"]: c for c in answer["citations"]}
+        for sent in sentences:
+            assert sent["sentence"]["supported"] is True
+            assert sent["citations"] == [by_id[i] for i in sent["sentence"]["citations"]]
+            assert sent["elapsed_ms"] <= answer["timings"]["total_ms"]
+        if sentences:
+            assert answer["timings"]["first_verified_sentence_ms"] == sentences[0]["elapsed_ms"]
+        streamed += len(sentences)
+    assert streamed, "no sentence of either answer was verified before the answer was finished"
+
+
 def test_csv_question_cites_the_csv_page(service: LiveService, python_docs: StaticServer) -> None:
     body = service.ask("Which function writes rows to a CSV file?")
     assert body["abstained"] is False, body

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from service.answering import EXTRACT_NOTICE, Answerer, ExtractConfig
+from service.answering import EXTRACT_NOTICE, Answer, Answerer, ExtractConfig, VerifiedSentence
 from service.generation import ChatMessage, ScriptedGenerator
 from service.verify import JUDGE_SYSTEM
 
@@ -238,3 +238,69 @@ def test_a_supported_answer_is_never_replaced_by_an_extract(tmp_path: Path) -> N
     )
     assert not answer.extract
     assert not answer.sentences[0].quoted
+
+
+# --------------------------------------------------------------------------- sentences streamed as verified
+
+SORT_TEXT = TEXTS[1].removesuffix(".")
+COPY_TEXT = TEXTS[0].removesuffix(".")
+
+
+def streamed_answer(tmp_path: Path, script: str, **options: object) -> tuple[Answer, list[VerifiedSentence]]:
+    index = build_index(tmp_path)
+    numbers: dict[str, int] = {}
+
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        if messages[0].content == JUDGE_SYSTEM:
+            return "no"
+        numbers.update(copy=source_number(messages, "copyfile"), sort=source_number(messages, "sorts the list"))
+        return script.format(**numbers)
+
+    got: list[VerifiedSentence] = []
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        "How do I copy a file and sort a list?",
+        index,
+        on_sentence=got.append,
+        **options,  # type: ignore[arg-type]
+    )
+    return answer, got
+
+
+def test_sentences_are_streamed_as_they_are_verified_and_are_the_answers_first_sentences(tmp_path: Path) -> None:
+    answer, got = streamed_answer(tmp_path, f"{COPY_TEXT} [{{copy}}]. {SORT_TEXT} [{{sort}}].")
+    assert [g.position for g in got] == [0, 1]
+    assert [g.sentence for g in got] == answer.sentences
+    by_id = {c.id: c for c in answer.citations}
+    for streamed in got:
+        assert streamed.citations == [by_id[i] for i in streamed.sentence.citations]
+    assert got[0].elapsed_ms <= got[1].elapsed_ms <= answer.timings.total_ms
+    assert answer.timings.first_verified_sentence_ms == got[0].elapsed_ms
+
+
+def test_an_unsupported_sentence_ends_the_early_stream_and_the_answer_says_the_rest(tmp_path: Path) -> None:
+    answer, got = streamed_answer(
+        tmp_path, f"{COPY_TEXT} [{{copy}}]. Copying needs root rights [{{copy}}]. {SORT_TEXT} [{{sort}}]."
+    )
+    assert [g.sentence.text for g in got] == [TEXTS[0]]
+    assert [s.text for s in answer.sentences] == [TEXTS[0], TEXTS[1]]
+    assert answer.removed_sentences == ["Copying needs root rights."]
+
+
+def test_nothing_is_streamed_before_an_unsupported_first_sentence(tmp_path: Path) -> None:
+    answer, got = streamed_answer(tmp_path, f"Copying needs root rights [{{copy}}]. {SORT_TEXT} [{{sort}}].")
+    assert got == []
+    assert [s.text for s in answer.sentences] == [TEXTS[1]]
+    assert answer.timings.first_verified_sentence_ms == answer.timings.total_ms
+
+
+def test_a_refusal_after_a_streamed_sentence_keeps_that_sentence(tmp_path: Path) -> None:
+    answer, got = streamed_answer(tmp_path, f"{COPY_TEXT} [{{copy}}]. The sources do not say how to sort.")
+    assert [g.sentence.text for g in got] == [TEXTS[0]]
+    assert not answer.abstained
+    assert [s.text for s in answer.sentences] == [TEXTS[0]]
+
+
+def test_no_early_sentences_when_several_candidates_compete(tmp_path: Path) -> None:
+    answer, got = streamed_answer(tmp_path, f"{COPY_TEXT} [{{copy}}]. {SORT_TEXT} [{{sort}}].", n=2)
+    assert got == []
+    assert not answer.abstained

@@ -65,6 +65,7 @@ def test_ask_returns_span_level_citations(client: TestClient) -> None:  # type: 
         "retrieve_ms",
         "excerpt_ms",
         "generate_ms",
+        "first_verified_sentence_ms",
         "verify_ms",
         "total_ms",
         "time_to_first_token_ms",

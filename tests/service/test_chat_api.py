@@ -30,6 +30,8 @@ PAGE_TEXT = (
     "json.dump(obj, fp) serializes obj as a JSON formatted stream to fp."
 )
 ANSWER = "Use json.load() to read a JSON document from a text file [1]."
+VERBATIM = "json.load(fp) deserializes fp, a text file containing a JSON document, to a Python object"
+VERBATIM_DUMP = "json.dump(obj, fp) serializes obj as a JSON formatted stream to fp"
 
 
 def reply(messages: Sequence[ChatMessage]) -> str:
@@ -39,6 +41,8 @@ def reply(messages: Sequence[ChatMessage]) -> str:
         return "How do I write a JSON document back to a file?"
     if "write" in messages[-1].content.rsplit("Question:", 1)[-1]:
         return "json.dump(obj, fp) serializes obj as a JSON formatted stream to fp [1]."
+    if "deserializes" in messages[-1].content.rsplit("Question:", 1)[-1]:
+        return f"{VERBATIM} [1]. {VERBATIM_DUMP} [1]."
     return ANSWER
 
 
@@ -126,6 +130,46 @@ def test_streamed_ask_sends_retrieval_drafts_then_the_verified_answer(client: Te
     assert "draft" in kinds
     answer = json.loads(events(response.text)[-1][1])
     assert answer["citations"][0]["url"] == "https://docs.example/json.html"
+
+
+def test_streamed_ask_sends_each_verified_sentence_before_the_answer(client: TestClient) -> None:  # type: ignore[type-arg]
+    response = client.post(
+        "/v1/ask", json={"question": "What deserializes and serializes a JSON document?", "stream": True}
+    )
+    received = events(response.text)
+    kinds = [event for event, _ in received]
+    assert kinds.index("sentence") < kinds.index("answer")
+    assert "draft" in kinds[kinds.index("sentence") + 1 :], "the first sentence came while the answer was written"
+    sentences = [json.loads(data) for event, data in received if event == "sentence"]
+    answer = json.loads(received[-1][1])
+    # The second sentence needed the judge (the generator, busy writing): it comes with the answer.
+    assert [s["sentence"]["text"] for s in sentences] == [VERBATIM + "."]
+    assert [s["text"] for s in answer["sentences"]] == [VERBATIM + ".", VERBATIM_DUMP + "."]
+    assert answer["sentences"][1]["judged"]
+    assert sentences[0]["position"] == 0
+    assert sentences[0]["sentence"] == answer["sentences"][0]
+    assert sentences[0]["citations"] == [
+        c for c in answer["citations"] if c["id"] in answer["sentences"][0]["citations"]
+    ]
+    assert answer["timings"]["first_verified_sentence_ms"] == sentences[0]["elapsed_ms"]
+
+
+def test_streamed_chat_sends_verified_sentences_first_and_the_same_content_in_the_end(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    question = {"role": "user", "content": "What deserializes and serializes a JSON document?"}
+    plain = client.post("/v1/chat/completions", json={"messages": [question]}).json()
+    response = client.post("/v1/chat/completions", json={"messages": [question], "stream": True})
+    data = [d for event, d in events(response.text) if event == "message"]
+    assert data[-1] == "[DONE]"
+    chunks = [json.loads(d) for d in data[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert deltas[1] == {"content": f"{VERBATIM}. [1]"}, "the verified first sentence, whole, as one piece"
+    assert sum("role" in d for d in deltas) == 1
+    content = "".join(d.get("content") or "" for d in deltas)
+    assert content == plain["choices"][0]["message"]["content"]
+    assert deltas[-1]["annotations"] == plain["choices"][0]["message"]["annotations"]
 
 
 def test_api_keys_scopes_and_rate_limits(tmp_path: Path) -> None:

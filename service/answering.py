@@ -813,89 +813,38 @@ class Answerer:
             first_verified_sentence_ms=first_verified_ms if first_verified_ms is not None else round(total * 1000, 1),
         )
         best = scored[0] if scored else None
-        extract = None
-        if (best is None or best[0].abstained) and hits and not unknown:
-            extract = self._extract(question, question_vector, hits)
-        if extract is not None:
-            return Answer(
-                question=question,
-                index=sources.name,
-                answer=extract.answer,
-                abstained=False,
-                policy=policy,
-                sentences=extract.sentences,
-                citations=extract.citations,
-                citation_recall=extract.citation_recall,
-                citation_precision=extract.citation_precision,
-                generator_citation_recall=round(best[4][0], 3) if best else 0.0,
-                generator_citation_precision=round(best[4][1], 3) if best else 0.0,
-                see_also=[],
-                retrieved=[retrieved(h) for h in hits],
-                timings=timings,
-                usage=usage,
-                model=self.generator.model_name,
-                dropped_markers=best[2] if best else [],
-                removed_sentences=best[1] if best else [],
-                removed_urls=best[3] if best else [],
-                candidates=[s[0] for s in scored] if n > 1 else [],
-                agreement=agreement,
-                notices=[*sources.notices, EXTRACT_NOTICE],
-                live=sources.report,
-                extract=True,
-            )
-        if best is None or best[0].abstained:
+        declined = best is None or best[0].abstained
+        extract = self._extract(question, question_vector, hits) if declined and hits and not unknown else None
+        given = extract if extract is not None else None if best is None or declined else best[0]
+        if given is None:
             timings = dataclasses.replace(timings, first_verified_sentence_ms=None)
-            return Answer(
-                question=question,
-                index=sources.name,
-                answer=ABSTENTION_TEXT,
-                abstained=True,
-                policy=policy,
-                sentences=[],
-                citations=[],
-                citation_recall=0.0,
-                citation_precision=0.0,
-                generator_citation_recall=round(best[4][0], 3) if best else 0.0,
-                generator_citation_precision=round(best[4][1], 3) if best else 0.0,
-                see_also=see_also(hits),
-                retrieved=[retrieved(h) for h in hits],
-                timings=timings,
-                usage=usage,
-                model=self.generator.model_name,
-                dropped_markers=best[2] if best else [],
-                removed_sentences=best[1] if best else [],
-                removed_urls=best[3] if best else [],
-                candidates=[s[0] for s in scored] if n > 1 else [],
-                agreement=agreement,
-                unknown_terms=unknown,
-                notices=list(sources.notices),
-                live=sources.report,
-            )
-        candidate, removed, dropped, urls, generator_metrics = best
+        generator_recall, generator_precision = best[4] if best else (0.0, 0.0)
         return Answer(
             question=question,
             index=sources.name,
-            answer=candidate.answer,
-            abstained=False,
+            answer=given.answer if given else ABSTENTION_TEXT,
+            abstained=given is None,
             policy=policy,
-            sentences=candidate.sentences,
-            citations=candidate.citations,
-            citation_recall=candidate.citation_recall,
-            citation_precision=candidate.citation_precision,
-            generator_citation_recall=round(generator_metrics[0], 3),
-            generator_citation_precision=round(generator_metrics[1], 3),
-            see_also=[],
+            sentences=given.sentences if given else [],
+            citations=given.citations if given else [],
+            citation_recall=given.citation_recall if given else 0.0,
+            citation_precision=given.citation_precision if given else 0.0,
+            generator_citation_recall=round(generator_recall, 3),
+            generator_citation_precision=round(generator_precision, 3),
+            see_also=[] if given else see_also(hits),
             retrieved=[retrieved(h) for h in hits],
             timings=timings,
             usage=usage,
             model=self.generator.model_name,
-            dropped_markers=dropped,
-            removed_sentences=removed,
-            removed_urls=urls,
+            dropped_markers=best[2] if best else [],
+            removed_sentences=best[1] if best else [],
+            removed_urls=best[3] if best else [],
             candidates=[s[0] for s in scored] if n > 1 else [],
             agreement=agreement,
-            notices=list(sources.notices),
+            unknown_terms=unknown,
+            notices=[*sources.notices, EXTRACT_NOTICE] if extract else list(sources.notices),
             live=sources.report,
+            extract=extract is not None,
         )
 
     def _agreement(self, candidates: Sequence[Candidate]) -> float | None:

@@ -349,6 +349,23 @@ def see_also(hits: Sequence[SearchHit], limit: int = 3) -> list[SeeAlso]:
     return out
 
 
+_CELL = re.compile(r"[^|]+")
+
+
+def _table_cells(span: Span) -> list[Span]:
+    """A sentence split at table cell bars ("| Ctrl-Z | stops the job |" gives "Ctrl-Z" and "stops
+    the job"), each still a verbatim piece of the passage: a row is no sentence a reader quotes."""
+    if "|" not in span.text:
+        return [span]
+    cells = []
+    for match in _CELL.finditer(span.text):
+        text = match.group().strip()
+        if text:
+            start = span.start + match.start() + (len(match.group()) - len(match.group().lstrip()))
+            cells.append(Span(start, start + len(text), text))
+    return cells
+
+
 def _int_or_none(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
 
@@ -689,7 +706,8 @@ class Answerer:
         pool = [
             (hit, span)
             for hit in hits[: config.passages]
-            for span in passage_spans(hit.text)
+            for sentence in passage_spans(hit.text)
+            for span in _table_cells(sentence)
             if len(span.text) >= config.min_chars and _alpha(span.text) and content_tokens(span.text) & wanted
         ]
         if not pool:

@@ -304,3 +304,17 @@ def test_no_early_sentences_when_several_candidates_compete(tmp_path: Path) -> N
     answer, got = streamed_answer(tmp_path, f"{COPY_TEXT} [{{copy}}]. {SORT_TEXT} [{{sort}}].", n=2)
     assert got == []
     assert not answer.abstained
+
+
+def test_an_extract_quotes_a_table_row_without_its_cell_bars(tmp_path: Path) -> None:
+    text = "Keys of the shell:\n| Ctrl-Z | | Ctrl-Z stops the running job and moves it to the background. |"
+    index = PassageIndex.create_or_open(tmp_path, "docs", embedding_model=EMBEDDER.model_name, dimension=64)
+    page = PageRecord(url="https://docs.example/keys.html", title="keys", text=text, content_hash="k")
+    index.upsert_page(page, [PassageRecord(0, len(text), text)], EMBEDDER.embed([text]))
+    answer = Answerer(EMBEDDER, ScriptedGenerator("NOT FOUND"), top_k=1).answer(
+        "what does ctrl-z do to the running job", index
+    )
+    assert answer.extract
+    quote = answer.citations[0]
+    assert quote.quote == "Ctrl-Z stops the running job and moves it to the background."
+    assert text[quote.start : quote.end] == quote.quote

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CORPORA, StaticServer, citeline_env, run_citeline, serve_directory
+from tests.conftest import CORPORA, ROOT, StaticServer, citeline_env, run_citeline, serve_directory
 
 pytestmark = pytest.mark.e2e
 
@@ -44,3 +44,9 @@ def test_a_docbook_manual_is_crawled_whole_from_its_index_page(manual: StaticSer
     found = run_citeline(["search", "keep a package at its current version so upgrades skip it", "-i", "debref"], env)
     assert found.returncode == 0, found.stderr[-2000:]
     assert f"{PUBLIC}ch02.en.html" in found.stdout, found.stdout
+
+    # The user-phrased question sets of this manual, retrieval only, against their pinned floors.
+    sets = [str(ROOT / "eval" / "sets" / f"debref_{kind}.jsonl") for kind in ("questions", "false_premise")]
+    gate = ROOT / "eval" / "gate" / "corpora_retrieval.json"
+    gated = run_citeline(["eval", *sets, "--index", "debref", "--retrieval-only", "--gate", str(gate)], env)
+    assert gated.returncode == 0, gated.stdout[-3000:] + gated.stderr[-2000:]

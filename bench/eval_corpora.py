@@ -78,6 +78,8 @@ def evaluate(corpus: Corpus, *, retrieval_only: bool, policy: str = "strict", ev
     sets = [str(SETS / f"{corpus.prefix}_{kind}.jsonl") for kind in ("questions", "offcorpus", "false_premise")]
     extra = ["--retrieval-only"] if retrieval_only else []
     extra += ["--policy", policy, "--every", str(every)]
+    if policy == "strict" and every == 1 and not retrieval_only:
+        extra += ["--gate", str(REPO_ROOT / "eval/gate/corpora.json")]  # the pinned floors of every corpus
     run([str(BIN / "citeline"), "eval", *sets, "--index", corpus.package, "--out", str(out), *extra])
     return out
 

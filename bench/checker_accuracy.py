@@ -1,16 +1,23 @@
 """Accuracy of the citation checker on labelled (claim, passage) pairs from real pages.
 
-The sets in ``eval/checks/`` hold supported claims (paraphrases of the passage) and subtly
-unsupported ones (a changed number, a swapped name, a negation, a fact from a neighbouring
-passage, an added detail). "Positive" means *supported*: precision is the share of pairs the
-checker accepts that really are supported (what protects readers), recall the share of supported
-pairs it accepts (what keeps answers from being emptied).
+``python_docs_claims.jsonl`` and ``sqlite_docs_claims.jsonl`` hold written claims: paraphrases of
+the passage and subtly unsupported ones (a changed number, a swapped name, a negation, a fact from
+a neighbouring passage, an added detail). ``answers_claims.jsonl`` holds real answer sentences the
+old checker accepted, labelled supported / partly / not by reading the quote alone (``partly``
+counts as unsupported). "Positive" means *supported*: precision is the share of pairs the checker
+accepts that really are supported (what protects readers), recall the share of supported pairs it
+accepts (what keeps answers from being emptied).
 
-Two checkers run side by side on the same pairs: the cheap evidence alone (unsure counts as
-unsupported) as the baseline, and the default checker (cheap evidence + the generator as a
-yes/no judge for unsure pairs, four pairs per prompt as in an answer).
+Three checkers run side by side on the same pairs:
 
-    .venv/bin/python bench/checker_accuracy.py [eval/checks/python_docs_claims.jsonl ...]
+- ``before``: the cheap evidence as it was (names and numbers anywhere in the passage, qualifiers
+  not compared), the baseline;
+- ``cheap``: the default checker (names and numbers in the quoted span, dropped qualifiers
+  rejected, no judge);
+- ``judge``: the default checks plus the generator as a quoting judge for unsure pairs (its quote
+  must stand in the passage and pass the checks by itself), four pairs per call as in an answer.
+
+    .venv/bin/python bench/checker_accuracy.py [eval/checks/answers_claims.jsonl ...]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from service.verify import Verifier, VerifierConfig, VerifierStats
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DEFAULT_SETS = [
+    ROOT / "eval" / "checks" / "answers_claims.jsonl",
     ROOT / "eval" / "checks" / "python_docs_claims.jsonl",
     ROOT / "eval" / "checks" / "sqlite_docs_claims.jsonl",
 ]
@@ -60,63 +68,59 @@ def main() -> None:
     settings = ServiceSettings()
     embedder = load_embedder(settings)
     generator = settings.generator()
-    cheap = Verifier(embedder, None, VerifierConfig(use_judge=False))
-    full = Verifier(embedder, generator, VerifierConfig(max_judged_pairs=args.batch))
-    console = Console(width=150)
+    checkers = {
+        "before": Verifier(embedder, None, VerifierConfig(names_in_span=False, keep_qualifiers=False)),
+        "cheap": Verifier(embedder, None, VerifierConfig()),
+        "judge": Verifier(embedder, generator, VerifierConfig(use_judge=True, max_judged_pairs=args.batch)),
+    }
+    console = Console(width=160)
     report: dict[str, Any] = {}
     for path in args.sets:
         items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        rows: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = [{"id": i["id"], "kind": i["kind"], "label": i["label"]} for i in items]
         stats = VerifierStats()
-        cheap_seconds = full_seconds = 0.0
+        seconds = dict.fromkeys(checkers, 0.0)
         for start in range(0, len(items), args.batch):
-            batch = items[start : start + args.batch]
-            pairs = [(item["claim"], item["passage"]) for item in batch]
-            t0 = time.perf_counter()
-            cheap_evidence = cheap.check(pairs)
-            cheap_seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            full_evidence = full.check(pairs, stats)
-            full_seconds += time.perf_counter() - t0
-            for item, c, f in zip(batch, cheap_evidence, full_evidence, strict=True):
-                rows.append(
-                    {
-                        "id": item["id"],
-                        "kind": item["kind"],
-                        "label": item["label"],
-                        "cheap": c.verdict == "supported",
-                        "full": f.verdict == "supported",
-                        "judged": f.judged,
-                        "score": round(f.score, 3),
-                    }
-                )
+            pairs = [(item["claim"], item["passage"]) for item in items[start : start + args.batch]]
+            for name, checker in checkers.items():
+                t0 = time.perf_counter()
+                evidence = checker.check(pairs, stats if name == "judge" else None)
+                seconds[name] += time.perf_counter() - t0
+                for row, e in zip(rows[start : start + args.batch], evidence, strict=True):
+                    row[name] = e.verdict == "supported"
+                    if name == "judge":
+                        row.update(judged=e.judged, score=round(e.score, 3))
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_kind[row["kind"]].append(row)
-        table = Table(title=f"checker on {path.name}: cheap evidence alone (baseline) vs with the judge")
-        for column in ("kind", "n", "cheap acc", "judge acc", "cheap prec", "judge prec", "cheap rec", "judge rec"):
-            table.add_column(column)
-        summary = {"all": (metrics(rows, "cheap"), metrics(rows, "full"))}
-        summary.update({kind: (metrics(r, "cheap"), metrics(r, "full")) for kind, r in sorted(by_kind.items())})
-        for kind, (c, f) in summary.items():
-            table.add_row(
-                kind, f"{c['n']:.0f}", f"{c['accuracy']:.3f}", f"{f['accuracy']:.3f}", f"{c['precision']:.3f}",
-                f"{f['precision']:.3f}", f"{c['recall']:.3f}", f"{f['recall']:.3f}",
-            )  # fmt: skip
+        table = Table(title=f"checker on {path.name}: before (baseline) / cheap (default) / quoting judge")
+        table.add_column("kind")
+        table.add_column("n", justify="right")
+        for measure in ("accuracy", "precision", "recall"):
+            table.add_column(f"{measure} before / cheap / judge", justify="right")
+        table.add_column("precision cheap ÷ before", justify="right")
+        summary = {
+            kind: {name: metrics(r, name) for name in checkers} for kind, r in [("all", rows), *sorted(by_kind.items())]
+        }
+        for kind, m in summary.items():
+            cells = [
+                " / ".join(f"{m[name][measure]:.3f}" for name in checkers)
+                for measure in ("accuracy", "precision", "recall")
+            ]
+            ratio = m["cheap"]["precision"] / m["before"]["precision"] if m["before"]["precision"] else float("nan")
+            table.add_row(kind, f"{m['cheap']['n']:.0f}", *cells, f"{ratio:.2f}")
         console.print(table)
-        judged_share = stats.judged / len(rows) if rows else 0.0
+        ms = {name: round(1000 * seconds[name] / len(rows), 1) for name in checkers}
         console.print(
-            f"pairs {len(rows)}; judged {stats.judged} ({judged_share:.0%}) in {stats.judge_calls} prompts;"
-            f" cheap {1000 * cheap_seconds / len(rows):.0f} ms/pair, with judge {1000 * full_seconds / len(rows):.0f}"
-            f" ms/pair ({stats.judge_seconds:.1f} s in the judge)"
+            f"pairs {len(rows)}; judged {stats.judged} in {stats.judge_calls} calls ({stats.judge_seconds:.1f} s);"
+            f" ms per pair: " + ", ".join(f"{name} {value}" for name, value in ms.items())
         )
         report[path.name] = {
-            "summary": {k: {"cheap": c, "with_judge": f} for k, (c, f) in summary.items()},
+            "summary": summary,
             "judged_pairs": stats.judged,
             "judge_calls": stats.judge_calls,
             "judge_seconds": round(stats.judge_seconds, 2),
-            "cheap_ms_per_pair": round(1000 * cheap_seconds / len(rows), 1),
-            "full_ms_per_pair": round(1000 * full_seconds / len(rows), 1),
+            "ms_per_pair": ms,
             "rows": rows,
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)

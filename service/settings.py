@@ -15,6 +15,7 @@ from service.budget import BudgetConfig
 from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
 from service.live import LiveConfig, LivePages
 from service.registry import IndexRegistry
+from service.verify import Verifier, VerifierConfig
 from service.websearch import SearchProvider, SearxngSearch
 
 
@@ -51,6 +52,11 @@ class ServiceSettings(IngestSettings):
     extract_fallback: bool = True
     """When the generator declines although a passage is close to the question, answer with the
     passages' own sentences closest to it, quoted verbatim (``extract: true``); off: abstain."""
+    quoting_judge: bool = False
+    """Ask the generator to quote the passage words behind a sentence the cheap checks are unsure
+    of; the quote must stand in the passage and pass the same checks by itself. Off: unsure
+    sentences are unsupported (the wheel-shipped 1.5B model quotes too rarely to be worth its
+    seconds; a stronger OpenAI-compatible model server may be)."""
     max_question_chars: int = 2000
     """Longer questions are refused with 422."""
     max_body_bytes: int = 65_536
@@ -118,6 +124,7 @@ class ServiceSettings(IngestSettings):
             budget=self.budget(),
             retrieval=self.retrieval_config(),
             extract=ExtractConfig(enabled=self.extract_fallback),
+            verifier=Verifier(embedder, generator, VerifierConfig(use_judge=self.quoting_judge)),
         )
 
     def registry(self, embedder: Embedder) -> IndexRegistry:

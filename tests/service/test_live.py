@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,6 @@ from service.app import create_app
 from service.generation import ChatMessage, ScriptedGenerator
 from service.live import LivePage, LivePageCache, select_passages
 from service.settings import ServiceSettings
-from service.verify import JUDGE_SYSTEM
 from service.websearch import SearchResult, StaticSearch, search_query
 from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.service.helpers import one_page_index
@@ -84,13 +84,17 @@ class Site:
 
 
 def echo(messages: Sequence[ChatMessage]) -> str:
-    """Quote the first sentence-like line of source [1] and cite it; the judge agrees with everything."""
-    if messages[0].content == JUDGE_SYSTEM:
-        return "yes"
-    sources = messages[-1].content.split("Sources:\n", 1)[1]
-    lines = sources.split("[1] ", 1)[1].split("\n\n[2] ", 1)[0].split("\n")[1:]
-    first = next((line for line in lines if len(line.split()) > 5), lines[0])
-    return f"{first} [1]"
+    """Quote the source line (of over five words) sharing most words with the question, and cite it."""
+    prompt = messages[-1].content
+    sources, question = prompt.split("Sources:\n", 1)[1].rsplit("Question:", 1)
+    asked = set(re.findall(r"\w+", question.split("\n", 1)[0].lower()))
+    lines = [
+        (len(line.split()) > 5, len(asked & set(re.findall(r"\w+", line.lower()))), -int(number), number, line)
+        for number, block in re.findall(r"\[(\d+)\] (.*?)(?=\n\n\[\d+\] |\Z)", sources, re.S)
+        for line in block.split("\n")[1:]
+    ]
+    *_, number, line = max(lines)
+    return f"{line} [{number}]"
 
 
 @dataclass

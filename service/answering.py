@@ -551,6 +551,13 @@ class ExtractConfig:
     """At most this many sentences are quoted."""
     min_chars: int = 20
     """Shorter sentences (headings, labels) are never quoted alone."""
+    quote_rejected: bool = True
+    """Under the strict policy, a generated sentence the checker rejects is replaced by the source
+    span it was drawn from, quoted verbatim (``quoted``), instead of vanishing: "set umask to 0022
+    for security in such cases" rather than an unscoped "The umask should be 0022"."""
+    min_quote_coverage: float = 0.6
+    """Share of the rejected sentence's content words its span must hold: the span is then what the
+    sentence paraphrased, not a passage it merely cited."""
 
 
 class Answerer:
@@ -677,6 +684,11 @@ class Answerer:
                 sentences.append(AnswerSentence(sentence.text, ids, False, round(score, 3), judged=judged))
             else:
                 removed.append(sentence.text)
+                source = self._source_span(item, hits)
+                if source is not None and " ".join(source[1].text.lower().split()).rstrip(".") not in kept:
+                    kept.add(" ".join(source[1].text.lower().split()).rstrip("."))
+                    quote_id = book.cite(hits[source[0] - 1], source[1])
+                    sentences.append(AnswerSentence(source[1].text, [quote_id], True, 1.0, quoted=True))
         claims = [s for s in sentences if s.citations or not s.supported]
         recall = sum(1 for s in claims if s.supported) / len(claims) if claims else 0.0
         cited_pairs = [(s, c) for s in claims for c in s.citations]
@@ -695,6 +707,21 @@ class Answerer:
             support=round(support, 3),
         )
         return candidate, removed, generator_metrics
+
+    def _source_span(self, item: _Checked, hits: Sequence[SearchHit]) -> tuple[int, Span] | None:
+        """The span a rejected sentence was drawn from (passage number, span), when it may stand in
+        for it: retrieval was confident, and the span holds most of the sentence's content words."""
+        config = self.extract
+        if not (config.enabled and config.quote_rejected) or not hits or hits[0].score < config.min_passage_score:
+            return None
+        candidates = [*item.cited, *([item.alternative] if item.alternative else [])]
+        if not candidates:
+            return None
+        number, evidence = max(candidates, key=lambda c: c[1].coverage)
+        span = evidence.span
+        if evidence.coverage < config.min_quote_coverage or len(span.text) < config.min_chars or not _alpha(span.text):
+            return None
+        return number, span
 
     def _extract(self, question: str, question_vector: Vectors, hits: Sequence[SearchHit]) -> Candidate | None:
         """The top passages' sentences closest to the question, quoted verbatim; None when retrieval

@@ -9,7 +9,8 @@ supported). So the checker combines evidence that is cheap and sharp:
   subtle error), every code name, proper name, hyphenated term and quoted string too (a swapped
   function, command, package, person or place), all in the cited span, the words a reader is shown;
 - a qualifier that scopes the span's claim ("usually", "by default", "more or less", a leading "If
-  true," or "After the database has been updated,") must not be dropped by the claim;
+  true," or "After the database has been updated,") must not be dropped by the claim, and a claim
+  that gives a cause ("Because X.") needs a span that states one;
 - a negation present on one side only ("can" vs "cannot") makes the pair unsure;
 - MiniLM similarity between the claim and that span, at sentence level.
 
@@ -215,7 +216,9 @@ def _name_present(name: str, text: str) -> bool:
 
 
 def _negated(text: str) -> bool:
-    return any(w.lower() in _NEGATIONS or w.lower().endswith("n't") for w in _WORD.findall(text))
+    # "returns None": a capitalised None after the first word is Python's constant, not a negation.
+    words = [w for i, w in enumerate(_WORD.findall(text)) if not (i and w == "None")]
+    return any(w.lower() in _NEGATIONS or w.lower().endswith("n't") for w in words)
 
 
 _LOWER_WORD = re.compile(r"[a-z]{4,}")
@@ -228,6 +231,17 @@ _HEDGES = re.compile(
 )
 # A leading condition of a sentence: "If true, ...", "After the database has been updated, ...".
 _CONDITION = re.compile(r"(?:^|[.;:!?]\s+)(?:if|when|after|once|unless|before|until)\s+([^,]{3,60}),", re.I)
+
+
+_CAUSE_CLAIMED = re.compile(r"\b(because|therefore|thus|hence|due to)\b", re.I)
+_CAUSE_STATED = re.compile(
+    r"\b(because|since|so|therefore|thus|hence|due|result|reason|why|consequently|means|order to|otherwise)\b", re.I
+)
+
+
+def unstated_cause(claim: str, span: str) -> bool:
+    """The claim says why ("Because X.") but the span states no cause: X may be there, the link is not."""
+    return bool(_CAUSE_CLAIMED.search(claim)) and not _CAUSE_STATED.search(span)
 
 
 def dropped_qualifiers(claim: str, span: str) -> tuple[str, ...]:
@@ -292,6 +306,8 @@ def score_pair(
     # nothing about this claim (on both check sets it flags fewer supported claims than a window).
     negation_mismatch = _negated(claim) != _negated(span.text)
     dropped = dropped_qualifiers(claim, span.text) if config.keep_qualifiers else ()
+    if config.keep_qualifiers and unstated_cause(claim, span.text):
+        dropped = (*dropped, "because (the quote states no cause)")
     score = 0.55 * coverage + 0.45 * float(np.clip((similarity - 0.25) / 0.55, 0.0, 1.0))
     if missing_numbers:
         score = min(score, 0.1)

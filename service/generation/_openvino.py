@@ -21,14 +21,29 @@ class OpenVINOGenerator:
     few-shot turns as the previous one only pays for its new tokens.
     """
 
-    def __init__(self, model_dir: Path, *, device: str = "CPU", cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "CPU",
+        cache_dir: Path | None = None,
+        prompt_lookup: int = 0,
+        plugin_properties: dict[str, Any] | None = None,
+    ) -> None:
+        """``prompt_lookup``: candidate tokens drafted per step from n-grams of the prompt (0: off);
+        greedy answers copy phrases from their sources, so drafts are often accepted and the output
+        is the same. ``plugin_properties``: extra CPU plugin settings, e.g.
+        ``DYNAMIC_QUANTIZATION_GROUP_SIZE`` or ``KV_CACHE_PRECISION`` (bench/decoding.py)."""
         if not is_ready(model_dir):
             raise ModelNotPreparedError(f"no prepared model in {model_dir}: run `citeline models prepare` first")
         os.environ["HF_HUB_OFFLINE"] = "1"
         import openvino_genai
 
         self._genai = openvino_genai
-        properties: dict[str, Any] = {}
+        properties: dict[str, Any] = dict(plugin_properties or {})
+        if prompt_lookup:
+            properties["prompt_lookup"] = True
+        self._prompt_lookup = prompt_lookup
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
             properties["CACHE_DIR"] = str(cache_dir)
@@ -74,6 +89,9 @@ class OpenVINOGenerator:
                 config.rng_seed = seed
         else:
             config.do_sample = False
+        if self._prompt_lookup:
+            config.num_assistant_tokens = self._prompt_lookup
+            config.max_ngram_size = 3
         started = time.perf_counter()
         first: list[float] = []
 

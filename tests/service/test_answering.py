@@ -318,3 +318,44 @@ def test_an_extract_quotes_a_table_row_without_its_cell_bars(tmp_path: Path) -> 
     quote = answer.citations[0]
     assert quote.quote == "Ctrl-Z stops the running job and moves it to the background."
     assert text[quote.start : quote.end] == quote.quote
+
+
+def test_a_rejected_sentence_is_replaced_by_the_span_it_was_drawn_from(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        sort, copy = source_number(messages, "sorts the list"), source_number(messages, "copyfile")
+        return (
+            f"The list.sort() method sorts the list in place [{sort}]. "
+            f"The shutil module offers shutil.copytree() to copy the contents of a file [{copy}]."
+        )
+
+    question = "How do I sort a list in place and copy the contents of a file with shutil?"
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(question, build_index(tmp_path))
+    assert answer.removed_sentences == ["The shutil module offers shutil.copytree() to copy the contents of a file."]
+    assert [(s.text, s.supported, s.quoted) for s in answer.sentences] == [
+        ("The list.sort() method sorts the list in place.", True, False),
+        (TEXTS[0], True, True),
+    ]
+    quote = next(c for c in answer.citations if c.id in answer.sentences[1].citations)
+    assert quote.quote == TEXTS[0], "the stand-in is its citation's own words"
+    assert not answer.extract
+    assert not answer.abstained
+
+    off = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2, extract=ExtractConfig(quote_rejected=False))
+    assert [s.text for s in off.answer(question, build_index(tmp_path)).sentences] == [
+        "The list.sort() method sorts the list in place."
+    ]
+    flagged = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(
+        question, build_index(tmp_path), policy="flag"
+    )
+    assert [s.supported for s in flagged.sentences] == [True, False], "flag keeps the sentence itself, marked"
+
+
+def test_a_rejected_sentence_far_from_its_span_is_not_replaced(tmp_path: Path) -> None:
+    def reply(messages: Sequence[ChatMessage]) -> str:
+        sort, copy = source_number(messages, "sorts the list"), source_number(messages, "copyfile")
+        return f"The list.sort() method sorts the list in place [{sort}]. Use the copy command of your system [{copy}]."
+
+    question = "How do I sort a list in place and copy the contents of a file with shutil?"
+    answer = Answerer(EMBEDDER, ScriptedGenerator(reply), top_k=2).answer(question, build_index(tmp_path))
+    assert [s.text for s in answer.sentences] == ["The list.sort() method sorts the list in place."]
+    assert answer.removed_sentences == ["Use the copy command of your system."]

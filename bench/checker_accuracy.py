@@ -63,16 +63,19 @@ def main() -> None:
     parser.add_argument("sets", nargs="*", type=Path, default=DEFAULT_SETS)
     parser.add_argument("--batch", type=int, default=4, help="pairs per check call (as in one answer)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "checker_accuracy.json")
+    parser.add_argument("--no-judge", action="store_true", help="skip the quoting judge (no generator: seconds)")
     args = parser.parse_args()
 
     settings = ServiceSettings()
     embedder = load_embedder(settings)
-    generator = settings.generator()
+    generator = None if args.no_judge else settings.generator()
     checkers = {
         "before": Verifier(embedder, None, VerifierConfig(names_in_span=False, keep_qualifiers=False)),
         "cheap": Verifier(embedder, None, VerifierConfig()),
         "judge": Verifier(embedder, generator, VerifierConfig(use_judge=True, max_judged_pairs=args.batch)),
     }
+    if generator is None:
+        del checkers["judge"]
     console = Console(width=160)
     report: dict[str, Any] = {}
     for path in args.sets:
@@ -93,11 +96,11 @@ def main() -> None:
         by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in rows:
             by_kind[row["kind"]].append(row)
-        table = Table(title=f"checker on {path.name}: before (baseline) / cheap (default) / quoting judge")
+        table = Table(title=f"checker on {path.name}: {' / '.join(checkers)} (the first is the baseline)")
         table.add_column("kind")
         table.add_column("n", justify="right")
         for measure in ("accuracy", "precision", "recall"):
-            table.add_column(f"{measure} before / cheap / judge", justify="right")
+            table.add_column(f"{measure} {' / '.join(checkers)}", justify="right")
         table.add_column("precision cheap ÷ before", justify="right")
         summary = {
             kind: {name: metrics(r, name) for name in checkers} for kind, r in [("all", rows), *sorted(by_kind.items())]

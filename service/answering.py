@@ -39,7 +39,7 @@ from service.citations import (
     renumber,
 )
 from service.generation import GenerationResult, Generator, TokenCallback
-from service.prompt import NOT_FOUND, build_messages
+from service.prompt import NOT_FOUND, build_messages, neutralise
 from service.scope import distinctive_terms
 from service.sources import INDEXED_AT_KEY, LIVE_KEY, LiveReport, SourceSet, as_sources
 from service.verify import Evidence, Verifier, VerifierConfig, VerifierStats, score_pair
@@ -719,7 +719,7 @@ class Answerer:
             return None
         number, evidence = max(candidates, key=lambda c: c[1].coverage)
         span = evidence.span
-        if evidence.coverage < config.min_quote_coverage or len(span.text) < config.min_chars or not _alpha(span.text):
+        if evidence.coverage < config.min_quote_coverage or not _quotable(span.text, hits, config):
             return None
         return number, span
 
@@ -735,7 +735,7 @@ class Answerer:
             for hit in hits[: config.passages]
             for sentence in passage_spans(hit.text)
             for span in _table_cells(sentence)
-            if len(span.text) >= config.min_chars and _alpha(span.text) and content_tokens(span.text) & wanted
+            if _quotable(span.text, hits, config) and content_tokens(span.text) & wanted
         ]
         if not pool:
             return None
@@ -903,6 +903,18 @@ class Answerer:
         vectors = self.embedder.embed(answering)
         sims = [float(vectors[i] @ vectors[j]) for i, j in itertools.combinations(range(len(answering)), 2)]
         return round(float(np.mean(sims)), 3)
+
+
+def _quotable(text: str, hits: Sequence[SearchHit], config: ExtractConfig) -> bool:
+    """Page words citeline may show as a quote of its own accord: long enough to be a sentence, and
+    neither planting a link to a page it did not retrieve nor addressing a model (a quote the
+    generator's text would have had removed or neutralised must not come back as an extract)."""
+    return (
+        len(text) >= config.min_chars
+        and _alpha(text)
+        and not _remove_foreign_urls(text, hits)[1]
+        and neutralise(text, anywhere=True) == text
+    )
 
 
 def _bare(url: str) -> str:

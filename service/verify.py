@@ -124,7 +124,7 @@ class VerifierConfig:
     """Ask the generator to quote the words that support an unsure pair; the quote must stand in the
     passage word for word and then pass every cheap check (names, numbers, negation, qualifiers,
     coverage) on its own. Off by default: with the wheel-shipped 1.5B generator it quoted words for
-    9 of 69 unsure real-answer pairs and 5 of those were supported, and for none of the 208 unsure
+    8 of 69 unsure real-answer pairs and 5 of those were supported, and for none of the 208 unsure
     pairs of the written sets (bench/checker_accuracy.py); a stronger model server may do better."""
     min_judged_coverage: float = 0.6
     """Share of the claim's content words the judge's quote must hold."""

@@ -512,7 +512,7 @@ class _SentenceStream:
                 return
 
     def _emit(self, sentence: ParsedSentence) -> bool:
-        key = " ".join(sentence.text.lower().split()).rstrip(".")
+        key = _sentence_key(sentence.text)
         if sentence.is_code or not sentence.markers or key in self._seen or is_abstention(self._text):
             return False
         if _URL.search(sentence.text):
@@ -651,7 +651,7 @@ class Answerer:
         for item in checked:
             sentence = item.sentence
             # Small models loop ("X [1] X [1] X"): a sentence said once is enough.
-            key = " ".join(sentence.text.lower().split()).rstrip(".")
+            key = _sentence_key(sentence.text)
             if key in kept:
                 continue
             kept.add(key)
@@ -685,8 +685,8 @@ class Answerer:
             else:
                 removed.append(sentence.text)
                 source = self._source_span(item, hits)
-                if source is not None and " ".join(source[1].text.lower().split()).rstrip(".") not in kept:
-                    kept.add(" ".join(source[1].text.lower().split()).rstrip("."))
+                if source is not None and _sentence_key(source[1].text) not in kept:
+                    kept.add(_sentence_key(source[1].text))
                     quote_id = book.cite(hits[source[0] - 1], source[1])
                     sentences.append(AnswerSentence(source[1].text, [quote_id], True, 1.0, quoted=True))
         claims = [s for s in sentences if s.citations or not s.supported]
@@ -708,11 +708,16 @@ class Answerer:
         )
         return candidate, removed, generator_metrics
 
+    def _may_quote(self, hits: Sequence[SearchHit]) -> bool:
+        """Whether the answer may quote the sources of its own accord: extracts are on and the best
+        passage is close enough to the question."""
+        return self.extract.enabled and bool(hits) and hits[0].score >= self.extract.min_passage_score
+
     def _source_span(self, item: _Checked, hits: Sequence[SearchHit]) -> tuple[int, Span] | None:
         """The span a rejected sentence was drawn from (passage number, span), when it may stand in
         for it: retrieval was confident, and the span holds most of the sentence's content words."""
         config = self.extract
-        if not (config.enabled and config.quote_rejected) or not hits or hits[0].score < config.min_passage_score:
+        if not (config.quote_rejected and self._may_quote(hits)):
             return None
         candidates = [*item.cited, *([item.alternative] if item.alternative else [])]
         if not candidates:
@@ -727,7 +732,7 @@ class Answerer:
         """The top passages' sentences closest to the question, quoted verbatim; None when retrieval
         or every sentence is too far from the question (then the answer abstains)."""
         config = self.extract
-        if not config.enabled or not hits or hits[0].score < config.min_passage_score:
+        if not self._may_quote(hits):
             return None
         wanted = content_tokens(question)
         pool = [
@@ -903,6 +908,11 @@ class Answerer:
         vectors = self.embedder.embed(answering)
         sims = [float(vectors[i] @ vectors[j]) for i, j in itertools.combinations(range(len(answering)), 2)]
         return round(float(np.mean(sims)), 3)
+
+
+def _sentence_key(text: str) -> str:
+    """A sentence as compared for repeats: case, spacing and a final full stop aside."""
+    return " ".join(text.lower().split()).rstrip(".")
 
 
 def _quotable(text: str, hits: Sequence[SearchHit], config: ExtractConfig) -> bool:

@@ -245,7 +245,8 @@ def unstated_cause(claim: str, span: str) -> bool:
 
 
 def dropped_qualifiers(claim: str, span: str) -> tuple[str, ...]:
-    """Hedges and leading conditions of ``span`` that ``claim`` does not carry over."""
+    """Hedges and leading conditions of ``span`` that ``claim`` does not carry over, and a cause the
+    claim gives that the span does not state."""
     lowered = claim.lower()
     dropped = {h.lower() for h in _HEDGES.findall(span) if h.lower() not in lowered}
     claim_tokens = content_tokens(claim)
@@ -253,6 +254,8 @@ def dropped_qualifiers(claim: str, span: str) -> tuple[str, ...]:
         condition = content_tokens(match.group(1))
         if condition and not condition & claim_tokens:
             dropped.add(" ".join(match.group(0).split()).lstrip(".;:!? "))
+    if unstated_cause(claim, span):
+        dropped.add("because (the quote states no cause)")
     return tuple(sorted(dropped))
 
 
@@ -306,8 +309,6 @@ def score_pair(
     # nothing about this claim (on both check sets it flags fewer supported claims than a window).
     negation_mismatch = _negated(claim) != _negated(span.text)
     dropped = dropped_qualifiers(claim, span.text) if config.keep_qualifiers else ()
-    if config.keep_qualifiers and unstated_cause(claim, span.text):
-        dropped = (*dropped, "because (the quote states no cause)")
     score = 0.55 * coverage + 0.45 * float(np.clip((similarity - 0.25) / 0.55, 0.0, 1.0))
     if missing_numbers:
         score = min(score, 0.1)

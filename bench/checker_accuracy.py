@@ -33,8 +33,8 @@ from rich.console import Console
 from rich.table import Table
 
 from indexes import load_embedder
+from service.answering.verify import Verifier, VerifierConfig, VerifierStats
 from service.settings import ServiceSettings
-from service.verify import Verifier, VerifierConfig, VerifierStats
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -34,9 +34,9 @@ from rich.table import Table
 
 from indexes import PassageIndex, load_embedder
 from service.answering import Retriever
-from service.budget import excerpts
+from service.answering.budget import excerpts
+from service.answering.prompt import build_messages
 from service.generation import ChatMessage, OpenVINOGenerator
-from service.prompt import build_messages
 from service.settings import ServiceSettings
 
 SETS = HERE.parent / "eval" / "sets"

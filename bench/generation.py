@@ -27,9 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from indexes import PassageIndex, load_embedder
-from service.budget import BudgetConfig, excerpts
+from service.answering.budget import BudgetConfig, excerpts
+from service.answering.prompt import build_messages
 from service.generation import ChatMessage, OpenVINOGenerator
-from service.prompt import build_messages
 from service.settings import ServiceSettings
 
 DEFAULT_QUESTIONS = HERE / "questions" / "python_docs.txt"

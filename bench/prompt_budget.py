@@ -31,8 +31,8 @@ from rich.table import Table
 
 from indexes import Embedder, PassageIndex, Vectors, load_embedder
 from service.answering import Retriever
-from service.budget import BudgetConfig, excerpts
-from service.citations import content_tokens
+from service.answering.budget import BudgetConfig, excerpts
+from service.answering.citations import content_tokens
 from service.settings import ServiceSettings
 
 

@@ -11,12 +11,11 @@ from pydantic import Field, SecretStr, field_validator
 from indexes import Embedder, RetrievalMode
 from ingest import ChunkSizes, IngestSettings, OnDemandFetcher, UrlMap
 from service.answering import Answerer, ExtractConfig, RetrievalConfig
-from service.budget import BudgetConfig
+from service.answering.budget import BudgetConfig
+from service.answering.verify import Verifier, VerifierConfig
 from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
-from service.live import LiveConfig, LivePages
-from service.registry import IndexRegistry
-from service.verify import Verifier, VerifierConfig
-from service.websearch import SearchProvider, SearxngSearch
+from service.live import LiveConfig, LivePages, SearchProvider, SearxngSearch
+from service.operations import IndexRegistry
 
 
 class ServiceSettings(IngestSettings):

@@ -1,29 +1,26 @@
-"""Generators behind one Protocol: the OpenVINO default, an OpenAI-compatible server, and a scripted fake."""
+"""Generators behind one Protocol: the OpenVINO default, an OpenAI-compatible server, and a scripted fake.
 
+Runtime only: preparing a model is :mod:`service.preparation`, which serving never imports.
+"""
+
+from service.generation._artifacts import QWEN_MODEL_ID, READY_MARKER, RECIPE_VERSION, is_ready, prepared_model_dir
 from service.generation._base import ChatMessage, GenerationResult, Generator, Role, TokenCallback
 from service.generation._fake import ScriptedGenerator
 from service.generation._openvino import OpenVINOGenerator
 from service.generation._remote import OpenAICompatibleGenerator
-from service.generation.prepare import (
-    QWEN_MODEL_ID,
-    PreparedModel,
-    is_ready,
-    prepare_generator,
-    prepared_model_dir,
-)
 
 __all__ = [
     "QWEN_MODEL_ID",
+    "READY_MARKER",
+    "RECIPE_VERSION",
     "ChatMessage",
     "GenerationResult",
     "Generator",
     "OpenAICompatibleGenerator",
     "OpenVINOGenerator",
-    "PreparedModel",
     "Role",
     "ScriptedGenerator",
     "TokenCallback",
     "is_ready",
-    "prepare_generator",
     "prepared_model_dir",
 ]

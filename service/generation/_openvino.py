@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from service.exceptions import GenerationError, ModelNotPreparedError
+from service.generation._artifacts import is_ready
 from service.generation._base import ChatMessage, GenerationResult, TokenCallback
-from service.generation.prepare import is_ready
 
 
 class OpenVINOGenerator:

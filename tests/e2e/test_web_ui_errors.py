@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 
 from indexes import HashEmbedder
-from service.app import create_app
+from service.api import create_app
 from service.exceptions import GenerationError
 from service.generation import ChatMessage, GenerationResult, TokenCallback
 from service.settings import ServiceSettings

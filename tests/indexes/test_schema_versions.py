@@ -20,11 +20,11 @@ import indexes
 from indexes import HashEmbedder, PassageIndex, VectorBackend
 from indexes._store import _ADDED_PAGE_COLUMNS, COLLECTION_KEY, DB_FILE
 from ingest import IngestInputs, IngestSettings, run_ingest
+from service.answering.verify import JUDGE_SYSTEM
 from service.cli import app
 from service.generation import ChatMessage, ScriptedGenerator
-from service.registry import IndexRegistry
+from service.operations import IndexRegistry
 from service.settings import ServiceSettings
-from service.verify import JUDGE_SYSTEM
 from tests.conftest import citeline_env, run_citeline
 
 FIXTURES = Path(__file__).parent.parent / "data" / "indexes"

@@ -13,10 +13,10 @@ import httpx
 from litestar.testing import TestClient
 
 from indexes import HashEmbedder
-from service.app import create_app
+from service.api import create_app
 from service.generation import ScriptedGenerator
+from service.live import SearchResult, StaticSearch
 from service.settings import ServiceSettings
-from service.websearch import SearchResult, StaticSearch
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
 from service.answering import EXTRACT_NOTICE, Answer, Answerer, ExtractConfig, VerifiedSentence
+from service.answering.verify import JUDGE_SYSTEM
 from service.generation import ChatMessage, ScriptedGenerator
-from service.verify import JUDGE_SYSTEM
 
 EMBEDDER = HashEmbedder(64)
 TEXTS = [

@@ -8,11 +8,11 @@ import pytest
 from litestar.testing import TestClient
 
 from indexes import HashEmbedder
-from service.app import create_app
+from service.answering.verify import JUDGE_SYSTEM
+from service.api import create_app
 from service.exceptions import GenerationError
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
-from service.verify import JUDGE_SYSTEM
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

@@ -11,8 +11,8 @@ from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
 from indexes import HashEmbedder
-from service.app import create_app
-from service.auth import AccessControl
+from service.api import create_app
+from service.api.auth import AccessControl
 from service.exceptions import AccessError, RateLimitedError
 from service.generation import ScriptedGenerator
 from service.settings import ServiceSettings

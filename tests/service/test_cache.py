@@ -7,8 +7,8 @@ from pathlib import Path
 from litestar.testing import TestClient
 
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from service.app import create_app
-from service.cache import AnswerCache, cache_key
+from service.api import create_app
+from service.api.cache import AnswerCache, cache_key
 from service.generation import ScriptedGenerator
 from service.settings import ServiceSettings
 from tests.service.helpers import one_page_index

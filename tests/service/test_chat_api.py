@@ -13,14 +13,14 @@ import pytest
 from litestar.testing import TestClient
 
 from indexes import HashEmbedder
-from service.app import create_app
-from service.auth import AccessControl
-from service.chat import REWRITE_SYSTEM
+from service.answering.verify import JUDGE_SYSTEM
+from service.api import create_app
+from service.api.auth import AccessControl
+from service.api.gate import GenerationGate
+from service.api.openai_chat import REWRITE_SYSTEM
 from service.exceptions import AccessError, BusyError, RateLimitedError
-from service.gate import GenerationGate
 from service.generation import ChatMessage, ScriptedGenerator
 from service.settings import ServiceSettings
-from service.verify import JUDGE_SYSTEM
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

@@ -8,6 +8,7 @@ import pytest
 
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
 from service.answering import Answerer
+from service.answering.verify import JUDGE_SYSTEM
 from service.evaluation import (
     check_gate,
     evaluate,
@@ -16,7 +17,6 @@ from service.evaluation import (
     raise_floors,
 )
 from service.generation import ChatMessage, ScriptedGenerator
-from service.verify import JUDGE_SYSTEM
 
 EMBEDDER = HashEmbedder(64)
 PAGES = {

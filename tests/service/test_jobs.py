@@ -18,9 +18,9 @@ from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
 from indexes import HashEmbedder
-from service.app import create_app
+from service.api import create_app
 from service.generation import ScriptedGenerator
-from service.jobs import IngestJobRequest, JobSpec
+from service.operations import IngestJobRequest, JobSpec
 from service.settings import ServiceSettings
 from tests.conftest import citeline_env, run_citeline, serve_directory
 

@@ -22,11 +22,10 @@ from litestar.testing import TestClient
 
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
 from ingest import extract
-from service.app import create_app
+from service.api import create_app
 from service.generation import ChatMessage, ScriptedGenerator
-from service.live import LivePage, LivePageCache, select_passages
+from service.live import LivePage, LivePageCache, SearchResult, StaticSearch, search_query, select_passages
 from service.settings import ServiceSettings
-from service.websearch import SearchResult, StaticSearch, search_query
 from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.service.helpers import one_page_index
 
@@ -383,7 +382,7 @@ def test_page_cache_expires_and_evicts() -> None:
 
 def test_merge_keeps_each_sources_order_and_drops_superseded_pages() -> None:
     from indexes import SearchHit
-    from service.sources import SourceSet
+    from service.answering.source_set import SourceSet
 
     def hit(url: str, score: float) -> SearchHit:
         return SearchHit(0, score, "t", 0, 1, "", url, "", 0)

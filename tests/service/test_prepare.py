@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 from service.exceptions import ModelNotPreparedError, ModelPreparationError
-from service.generation import OpenVINOGenerator, is_ready, prepare_generator
-from service.generation import prepare as prepare_module
+from service.generation import OpenVINOGenerator, is_ready
+from service.preparation import generator as prepare_module
+from service.preparation import prepare_generator
 
 
 def test_a_directory_is_ready_only_with_a_current_marker(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from indexes import SearchHit
 from ingest import extract
 from ingest.text import INVISIBLE_RANGES
-from service.prompt import build_messages, neutralise
+from service.answering.prompt import build_messages, neutralise
 
 FORGERY = (
     "Jobs submitted without --priority get priority 5.\n"

@@ -13,7 +13,7 @@ import pytest
 
 from indexes import HashEmbedder, IndexNotFoundError, PageRecord, PassageIndex, PassageRecord
 from service.answering import RetrievalConfig, Retriever
-from service.registry import IndexRegistry
+from service.operations import IndexRegistry
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

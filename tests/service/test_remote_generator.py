@@ -13,10 +13,10 @@ import pytest
 
 from indexes import HashEmbedder, PassageIndex
 from service.answering import Answerer
+from service.answering.verify import JUDGE_SYSTEM
 from service.exceptions import GenerationError
 from service.generation import ChatMessage, OpenAICompatibleGenerator, OpenVINOGenerator
 from service.settings import ServiceSettings
-from service.verify import JUDGE_SYSTEM
 from tests.service.helpers import one_page_index
 
 BASE = "http://llm.test/v1"

@@ -13,7 +13,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 
 from indexes import HashEmbedder
-from service.app import create_app
+from service.api import create_app
 from service.generation import ScriptedGenerator
 from service.settings import ServiceSettings
 from tests.service.helpers import one_page_index

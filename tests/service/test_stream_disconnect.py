@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 
 from indexes import HashEmbedder, PassageIndex
-from service.app import create_app
+from service.api import create_app
 from service.generation import ChatMessage, GenerationResult, TokenCallback
 from service.settings import ServiceSettings
 from tests.conftest import free_port

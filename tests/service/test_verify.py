@@ -5,8 +5,7 @@ import dataclasses
 import pytest
 
 from indexes import HashEmbedder
-from service.generation import ScriptedGenerator
-from service.verify import (
+from service.answering.verify import (
     JUDGE_SYSTEM,
     Verifier,
     VerifierConfig,
@@ -16,6 +15,7 @@ from service.verify import (
     parse_quote,
     score_pair,
 )
+from service.generation import ScriptedGenerator
 
 PASSAGE = (
     "The default recursion limit is 1000.\n"

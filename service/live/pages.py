@@ -7,7 +7,7 @@ size caps, timeouts), within one time budget: a page not fetched and extracted b
 as skipped and never waited for. The pages are chunked as ingest chunks them; the passages most
 related to the question by BM25 (at most ``passages_per_page`` per page, which bounds the
 embedding time) are embedded into a temporary index, and the answer searches it alone or ranked
-together with the stored index (a :class:`~service.sources.SourceSet`).
+together with the stored index (a :class:`~service.answering.SourceSet`).
 
 A rechecked page is fetched with a conditional GET from the stored validators. When its text
 changed, the current text replaces the stored one for this answer (the stored passages of the
@@ -21,17 +21,13 @@ cached page's validators make the next fetch a conditional GET.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-import msgspec
 import numpy as np
 
-from indexes import Embedder, PageRecord, PassageIndex, PassageRecord, SearchHit, bm25_scores
+from indexes import Embedder, PageRecord, PassageIndex, bm25_scores
 from ingest import (
     BlockedAddressError,
     ChunkSizes,
@@ -43,8 +39,7 @@ from ingest import (
     embedding_text,
     extract_page,
 )
-from service.exceptions import CiteLineServiceError
-from service.sources import (
+from service.answering.source_set import (
     INDEXED_AT_KEY,
     LIVE_KEY,
     LiveOrigin,
@@ -54,164 +49,11 @@ from service.sources import (
     SearchReport,
     SearchResultReport,
     SkippedPage,
-    SourceMode,
     SourceSet,
 )
-from service.websearch import SearchError, SearchProvider, search_query
-
-Retrieve = Callable[[PassageIndex, str, int], list[SearchHit]]
-"""Searches the stored index as the answer will (to know which pages to recheck)."""
-
-
-class LiveRequestError(CiteLineServiceError):
-    """The request's live-page options cannot be served as asked (422)."""
-
-
-class UrlRefusedError(LiveRequestError):
-    """A URL of the request is one the SSRF rules refuse: nothing of the request was fetched."""
-
-
-@dataclass(frozen=True, slots=True)
-class LiveConfig:
-    """How question-time fetching behaves."""
-
-    budget_s: float = 8.0
-    """Seconds from the request to the last page fetched and extracted (search included); pages
-    not ready by then are skipped."""
-    max_urls: int = 10
-    """Pages fetched for one question, named and found by search together (rechecks aside)."""
-    passages_per_page: int = 24
-    """Passages of one live page embedded per question at most, the best by BM25 against it."""
-    max_passages: int = 64
-    """Passages embedded per question over all its live pages (each page keeps its best two):
-    embedding is the slow part, ~30 passages/s on 2 cores."""
-    cache_ttl_s: float = 300.0
-    """Seconds a fetched page is reused without asking its server again (0: no cache)."""
-    cache_pages: int = 128
-    """Pages the cache holds at most (least recently used go first)."""
-    search_results: int = 3
-    """Top web-search results fetched when a question asks for a search."""
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRequest:
-    """The live options of one question."""
-
-    sources: SourceMode
-    urls: tuple[str, ...] = ()
-    search: bool = False
-    recheck: bool = False
-    top_k: int = 4
-    """Passages the answer retrieves: the pages behind that many stored hits are rechecked."""
-    budget_s: float | None = None
-    """This question's budget (default: the configured one)."""
-
-
-class LiveOptions(msgspec.Struct, kw_only=True):
-    """Request fields that bring live pages into an answer (``/v1/ask`` and chat)."""
-
-    urls: Annotated[
-        list[str],
-        msgspec.Meta(
-            max_length=10,
-            description="Pages to fetch now and answer from (robots.txt, opt-outs and SSRF rules apply).",
-        ),
-    ] = msgspec.field(default_factory=list)
-    sources: Annotated[
-        Literal["index", "live", "both"] | None,
-        msgspec.Meta(
-            description="index: the stored index; live: only pages fetched now; both: one ranking over the"
-            " two. Default: both when urls or search are given, else index."
-        ),
-    ] = None
-    search: Annotated[
-        bool, msgspec.Meta(description="Search the web (the configured SearxNG) and fetch the top results.")
-    ] = False
-    recheck: Annotated[
-        bool,
-        msgspec.Meta(
-            description="Revalidate the stored pages behind the retrieved passages (conditional GET); a page"
-            " that changed is answered from and cited as it is now, and the answer says so."
-        ),
-    ] = False
-    budget_s: (
-        Annotated[float, msgspec.Meta(gt=0, le=30, description="Seconds allowed for fetching (default: the server's).")]
-        | None
-    ) = None
-
-    def live_request(self, top_k: int) -> LiveRequest | None:
-        """The live options, or None when the question uses the stored index alone."""
-        if not (self.urls or self.search or self.recheck or self.sources not in (None, "index")):
-            return None
-        sources: SourceMode = self.sources or ("both" if self.urls or self.search else "index")
-        return LiveRequest(sources, tuple(self.urls), self.search, self.recheck, top_k, self.budget_s)
-
-
-@dataclass(slots=True)
-class LivePage:
-    """A fetched page, extracted and chunked; vectors are added as questions select passages."""
-
-    record: PageRecord
-    passages: list[PassageRecord]
-    embed_texts: list[str]
-    fetch_ms: float
-    vectors: dict[int, np.ndarray] = field(default_factory=dict)
-    checked_at: float = 0.0
-    """Monotonic time of the last fetch or revalidation."""
-
-
-class LivePageCache:
-    """Recently fetched pages by the URL they were fetched from; thread-safe, LRU-bounded."""
-
-    def __init__(self, ttl_s: float, max_pages: int, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.ttl_s = ttl_s
-        self.max_pages = max_pages
-        self._clock = clock
-        self._pages: OrderedDict[str, LivePage] = OrderedDict()
-        self._unchanged: OrderedDict[tuple[str, str], float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _fresh(self, checked_at: float) -> bool:
-        return self._clock() - checked_at < self.ttl_s
-
-    def get(self, key: str, *, fresh: bool = True) -> LivePage | None:
-        """The cached page (only if checked within the TTL when ``fresh``)."""
-        with self._lock:
-            page = self._pages.get(key)
-            if page is None or (fresh and not self._fresh(page.checked_at)):
-                return None
-            self._pages.move_to_end(key)
-            return page
-
-    def put(self, key: str, page: LivePage) -> None:
-        if self.max_pages <= 0 or self.ttl_s <= 0:
-            return
-        with self._lock:
-            self._pages[key] = page
-            self._pages.move_to_end(key)
-            while len(self._pages) > self.max_pages:
-                self._pages.popitem(last=False)
-
-    def revalidated(self, key: str) -> None:
-        """The server said 304: the cached page is current again."""
-        with self._lock:
-            page = self._pages.get(key)
-            if page is not None:
-                page.checked_at = self._clock()
-
-    def note_unchanged(self, key: str, content_hash: str) -> None:
-        """A stored page answered 304 to its validators: no need to ask again within the TTL."""
-        if self.max_pages <= 0 or self.ttl_s <= 0:
-            return
-        with self._lock:
-            self._unchanged[(key, content_hash)] = self._clock()
-            while len(self._unchanged) > self.max_pages:
-                self._unchanged.popitem(last=False)
-
-    def unchanged_recently(self, key: str, content_hash: str) -> bool:
-        with self._lock:
-            at = self._unchanged.get((key, content_hash))
-            return at is not None and self._fresh(at)
+from service.live.cache import LivePage, LivePageCache
+from service.live.options import LiveConfig, LiveRequest, LiveRequestError, Retrieve, UrlRefusedError
+from service.live.websearch import SearchError, SearchProvider, search_query
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,14 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.exceptions import ModelPreparationError
+from service.generation import QWEN_MODEL_ID, READY_MARKER, RECIPE_VERSION, is_ready, prepared_model_dir
 
 QWEN_PARTS = 22
 QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 QWEN_GGUF_NAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-QWEN_MODEL_ID = "qwen2.5-coder-1.5b-instruct-ov-int4"
-#: Bump when the recipe changes, so that caches built by an older recipe are rebuilt.
-RECIPE_VERSION = 2
-READY_MARKER = "READY.json"
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -49,21 +46,6 @@ class PreparedModel:
     """Checksum of the source GGUF the IR was exported from."""
     seconds: float
     """Wall time spent preparing it in this call (0 when it was already cached)."""
-
-
-def prepared_model_dir(models_dir: Path, model_id: str = QWEN_MODEL_ID) -> Path:
-    return models_dir / model_id
-
-
-def is_ready(model_dir: Path) -> bool:
-    marker = model_dir / READY_MARKER
-    if not marker.is_file():
-        return False
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return bool(info.get("recipe_version") == RECIPE_VERSION)
 
 
 def _part_paths() -> list[Path]:
@@ -114,7 +96,7 @@ def assemble_gguf(destination: Path, progress: ProgressCallback | None = None) -
 def _run_stage(args: list[str], stage: str) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     completed = subprocess.run(  # noqa: S603 - arguments are built here, not from user input
-        [sys.executable, "-m", "service.generation._prepare_stages", *args],
+        [sys.executable, "-m", "service.preparation._stages", *args],
         env=env,
         capture_output=True,
         text=True,

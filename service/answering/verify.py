@@ -29,9 +29,9 @@ from typing import Literal
 import numpy as np
 
 from indexes import Embedder
-from service.citations import Span, best_span, content_tokens
+from service.answering.citations import Span, best_span, content_tokens
+from service.answering.prompt import neutralise
 from service.generation import ChatMessage, Generator
-from service.prompt import neutralise
 
 Verdict = Literal["supported", "unsupported", "unsure"]
 

@@ -1,0 +1,72 @@
+"""``citeline models``: prepare the local models (the ``prepare`` extra's stack, run once)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+if TYPE_CHECKING:
+    pass
+from service.cli._common import console, fail, models_app
+
+
+@models_app.command("prepare")
+def models_prepare(
+    force: Annotated[bool, typer.Option(help="Rebuild even when a prepared model exists.")] = False,
+) -> None:
+    """Assemble, verify and export the generator (once; cached under models_dir)."""
+    from indexes import EmbedderUnavailableError, load_embedder, prepare_openvino_embedder
+    from service.exceptions import ModelPreparationError
+    from service.preparation import prepare_generator
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings()
+    stages = {
+        "assemble": "Assemble GGUF + sha256",
+        "dequantize": "GGUF -> fp32 checkpoint",
+        "export": "Export OpenVINO int4",
+    }
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        tasks = {key: progress.add_task(label, total=1.0, start=False) for key, label in stages.items()}
+
+        def on_progress(stage: str, fraction: float) -> None:
+            task = tasks[stage]
+            progress.start_task(task)
+            progress.update(task, completed=fraction)
+
+        try:
+            prepared = prepare_generator(settings.models_dir, force=force, progress=on_progress)
+        except ModelPreparationError as exc:
+            raise fail(str(exc)) from exc
+        for task in tasks.values():
+            progress.start_task(task)
+            progress.update(task, completed=1.0)
+    state = "prepared" if prepared.seconds else "already prepared"
+    console.print(f"generator {prepared.model_id} {state} at {prepared.path} ({prepared.seconds:.0f} s)")
+    if settings.embedding_backend != "torch":
+        with console.status(f"Export the embedder to OpenVINO ({settings.embedding_backend})"):
+            try:
+                export = prepare_openvino_embedder(
+                    settings.embedding_model,
+                    settings.models_dir,
+                    int8=settings.embedding_backend == "openvino-int8",
+                    force=force,
+                )
+            except EmbedderUnavailableError as exc:
+                raise fail(str(exc)) from exc
+        state = "exported" if export.seconds else "already exported"
+        console.print(f"embedder {state} to OpenVINO at {export.path} ({export.seconds:.0f} s)")
+    embedder = load_embedder(settings)
+    console.print(
+        f"embedder {embedder.model_name} ({settings.embedding_backend}) loads offline ({embedder.dimension}-d)"
+    )

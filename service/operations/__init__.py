@@ -1,0 +1,28 @@
+"""Running the service over time: which indexes are open, and the ingest jobs it drives.
+
+- ``registry``: open indexes by name, leased per request, swapped when a rebuild replaces one;
+- ``jobs``: ``citeline ingest`` children started over HTTP from a validated spec.
+"""
+
+from service.operations.jobs import (
+    IngestJobRequest,
+    Job,
+    JobManager,
+    JobRequestError,
+    JobSpec,
+    load_spec,
+    validate_request,
+)
+from service.operations.registry import IndexRegistry, Lease
+
+__all__ = [
+    "IndexRegistry",
+    "IngestJobRequest",
+    "Job",
+    "JobManager",
+    "JobRequestError",
+    "JobSpec",
+    "Lease",
+    "load_spec",
+    "validate_request",
+]

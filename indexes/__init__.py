@@ -33,7 +33,7 @@ from indexes._fusion import (
     maximal_marginal_relevance,
     reciprocal_rank_fusion,
 )
-from indexes._lexical import LexicalIndex, bm25_scores, tokenize
+from indexes._lexical import LexicalIndex, bm25_scores, stem_word, stopwords, tokenize
 from indexes._qdrant import QdrantVectorStore
 from indexes._settings import CitelineSettings
 from indexes._store import (
@@ -101,6 +101,8 @@ __all__ = [
     "prepare_openvino_embedder",
     "reciprocal_rank_fusion",
     "set_search_threads",
+    "stem_word",
+    "stopwords",
     "tokenize",
     "validate_index_name",
 ]

@@ -78,6 +78,11 @@ def stopwords() -> frozenset[str]:
     return frozenset(STOPWORDS_EN)
 
 
+def stem_word(word: str) -> str:
+    """One lower-case word, Snowball-stemmed (the stemmer BM25 and the citation checker share)."""
+    return str(_STEMMER.stemWord(word))
+
+
 def embedding_text(title: str, heading: str, passage: str) -> str:
     """What is indexed for a passage: the text the embedder reads (same rule as ``ingest``)."""
     context = title if not heading or heading in passage else f"{title} — {heading}"

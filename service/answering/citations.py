@@ -14,110 +14,12 @@ from urllib.parse import quote
 
 import sentencex
 
+from indexes import stem_word, stopwords
+
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _MARKER_RUN = re.compile(r"^(?:\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\])+")
 _FENCE = re.compile(r"```.*?(?:```|$)", re.S)
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*|\d+(?:\.\d+)?")
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "if",
-        "then",
-        "else",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "here",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "what",
-        "when",
-        "where",
-        "why",
-        "how",
-        "can",
-        "could",
-        "should",
-        "would",
-        "will",
-        "shall",
-        "may",
-        "might",
-        "must",
-        "do",
-        "does",
-        "did",
-        "done",
-        "not",
-        "no",
-        "yes",
-        "you",
-        "your",
-        "we",
-        "our",
-        "they",
-        "their",
-        "them",
-        "he",
-        "she",
-        "his",
-        "her",
-        "i",
-        "me",
-        "my",
-        "so",
-        "such",
-        "than",
-        "too",
-        "very",
-        "also",
-        "just",
-        "only",
-        "into",
-        "about",
-        "over",
-        "use",
-        "used",
-        "using",
-        "uses",
-        "see",
-        "like",
-        "e",
-        "g",
-        "ie",
-        "eg",
-        "etc",
-        "one",
-    ]
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +41,11 @@ class ParsedSentence:
 
 
 def _stem(word: str) -> str:
-    """Fold the commonest English inflections so "rows" meets "row" and "writes" meets "write"."""
+    """Snowball-stemmed, as BM25 stems, so "rows" meets "row" and "writes" meets "write"; names
+    (dotted, underscored), numbers and short words stay as written."""
     if "." in word or "_" in word or word.isdigit() or len(word) <= 3:
         return word
-    for suffix, replacement in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", "e"), ("s", "")):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
-            return word[: -len(suffix)] + replacement
-    return word
+    return stem_word(word)
 
 
 def content_tokens(text: str) -> set[str]:
@@ -154,12 +54,12 @@ def content_tokens(text: str) -> set[str]:
     tokens: set[str] = set()
     for match in _TOKEN.finditer(text):
         token = match.group().lower()
-        if token in _STOPWORDS or (len(token) < 2 and not token.isdigit()):
+        if token in stopwords() or (len(token) < 2 and not token.isdigit()):
             continue
         token = _stem(token)
         tokens.add(token)
         if "." in token:
-            tokens.update(part for part in token.split(".") if part not in _STOPWORDS and len(part) > 1)
+            tokens.update(part for part in token.split(".") if part not in stopwords() and len(part) > 1)
     return tokens
 
 

@@ -122,7 +122,7 @@ def test_floors_only_move_up_and_lowering_needs_a_reason() -> None:
     assert lowered_without_reason(gate) == []
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "eval" / "gate").glob("gate.json")))
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[3] / "eval" / "gate").glob("gate.json")))
 def test_committed_gate_was_never_lowered_silently(path: Path) -> None:
     gate = json.loads(path.read_text())
     assert gate["floors"], "the gate must pin floors"

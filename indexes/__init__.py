@@ -18,6 +18,7 @@ from indexes._embedder import (
     prepare_openvino_embedder,
 )
 from indexes._exceptions import (
+    CitelineError,
     CitelineIndexError,
     EmbedderMismatchError,
     EmbedderUnavailableError,
@@ -62,6 +63,7 @@ __all__ = [
     "RRF_K",
     "VECTOR_BACKENDS",
     "AliasKind",
+    "CitelineError",
     "CitelineIndexError",
     "CitelineSettings",
     "Embedder",

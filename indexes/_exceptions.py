@@ -2,7 +2,8 @@
 
 ::
 
-    CitelineIndexError          base of everything below
+    CitelineError               the root of every citeline error (tree: service.exceptions)
+    └── CitelineIndexError      base of everything below
     ├── InvalidIndexNameError   a name that cannot be an index (also a ValueError)
     ├── IndexNotFoundError      no index of that name in the data directory
     ├── IndexCorruptError       files on disk do not agree with each other
@@ -11,7 +12,11 @@
 """
 
 
-class CitelineIndexError(Exception):
+class CitelineError(Exception):
+    """The root of every error citeline raises on purpose (the whole tree: ``service.exceptions``)."""
+
+
+class CitelineIndexError(CitelineError):
     """Base class of every error the index layer raises on purpose."""
 
 

@@ -9,9 +9,6 @@ from typing import Any
 from litestar import Response, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
-from litestar.plugins.problem_details import (
-    ProblemDetailsException,
-)
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from service.answering import Answer, Answerer, VerifiedSentence
@@ -36,6 +33,7 @@ from service.api.resources import (
     requires,
     sources_for,
 )
+from service.exceptions import RequestError
 from service.operations import Lease
 
 
@@ -47,7 +45,7 @@ async def chat_completions(
     try:
         last, history = conversation(data)
     except ValueError as exc:
-        raise ProblemDetailsException(status_code=422, title="Invalid conversation", detail=str(exc)) from exc
+        raise RequestError(str(exc), title="Invalid conversation") from exc
     question = question_text(last, resources)
     registry, answerer = ready(resources)
     lease = await registry.aacquire(data.index or resources.settings.index)

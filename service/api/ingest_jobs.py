@@ -8,15 +8,13 @@ from typing import Any
 from litestar import delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from litestar.plugins.problem_details import (
-    ProblemDetailsException,
-)
 
 from service.api import metrics
 from service.api.resources import (
     Resources,
     requires,
 )
+from service.exceptions import JobRequestError, NotReadyError, UnknownJobError
 from service.operations import IngestJobRequest, JobManager
 
 
@@ -34,7 +32,7 @@ def citeline_command() -> list[str]:
 
 def job_manager(resources: Resources) -> JobManager:
     if resources.jobs is None:
-        raise ProblemDetailsException(status_code=503, title="Not ready", detail="the job runner is starting")
+        raise NotReadyError("the job runner is starting")
     return resources.jobs
 
 
@@ -45,7 +43,7 @@ async def start_ingest(data: JSONBody[IngestJobRequest], resources: NamedDepende
     try:
         job = await asyncio.to_thread(jobs.start, data)
     except ValueError as exc:
-        raise ProblemDetailsException(status_code=422, title="Invalid ingest job", detail=str(exc)) from exc
+        raise JobRequestError(str(exc)) from exc
     metrics.INGEST_JOBS.labels("started").inc()
     return job.public(jobs.directory)
 
@@ -61,7 +59,7 @@ async def get_ingest(job_id: FromPath[str], resources: NamedDependency[Resources
     jobs = job_manager(resources)
     job = jobs.get(job_id)
     if job is None:
-        raise ProblemDetailsException(status_code=404, title="Unknown job", detail=job_id)
+        raise UnknownJobError(job_id)
     return job.public(jobs.directory)
 
 
@@ -71,5 +69,5 @@ async def cancel_ingest(job_id: FromPath[str], resources: NamedDependency[Resour
     jobs = job_manager(resources)
     job = await asyncio.to_thread(jobs.cancel, job_id)
     if job is None:
-        raise ProblemDetailsException(status_code=404, title="Unknown job", detail=job_id)
+        raise UnknownJobError(job_id)
     return job.public(jobs.directory)

@@ -14,6 +14,7 @@ from litestar.plugins.problem_details import (
 from litestar.response import ServerSentEventMessage
 
 from indexes import (
+    CitelineError,
     CitelineIndexError,
     EmbedderMismatchError,
     IndexNotFoundError,
@@ -23,12 +24,13 @@ from service.api import metrics
 from service.exceptions import (
     AccessError,
     BusyError,
-    CiteLineServiceError,
+    CitelineServiceError,
     GenerationError,
     ModelNotPreparedError,
+    NotReadyError,
     RateLimitedError,
+    RequestError,
 )
-from service.live import LiveRequestError, UrlRefusedError
 
 log = structlog.get_logger("citeline.service")
 
@@ -56,18 +58,22 @@ def problem_map() -> dict[type[Exception], Callable[[Any], ProblemDetailsExcepti
             status_code=exc.status, title=titles[exc.status], detail=str(exc), headers=headers
         )
 
+    def invalid(exc: RequestError) -> ProblemDetailsException:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, NotReadyError) else None
+        return ProblemDetailsException(status_code=exc.status, title=exc.title, detail=str(exc), headers=headers)
+
     return {
         BusyError: busy,
+        RequestError: invalid,
         AccessError: refused,
         InvalidIndexNameError: problem(422, "Invalid index name"),
-        UrlRefusedError: problem(422, "URL refused"),
-        LiveRequestError: problem(422, "Invalid live-page request"),
         IndexNotFoundError: problem(404, "Unknown index"),
         EmbedderMismatchError: problem(409, "Index built with another embedder"),
         ModelNotPreparedError: problem(503, "Model not prepared"),
         GenerationError: problem(503, "Generation failed"),
         CitelineIndexError: problem(500, "Index error"),
-        CiteLineServiceError: problem(500, "Service error"),
+        CitelineServiceError: problem(500, "Service error"),
+        CitelineError: problem(500, "Internal error"),
     }
 
 

@@ -13,9 +13,6 @@ import structlog
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
-from litestar.plugins.problem_details import (
-    ProblemDetailsException,
-)
 
 from indexes import (
     Embedder,
@@ -27,6 +24,7 @@ from service.api import metrics
 from service.api.auth import AccessControl, Scope
 from service.api.cache import AnswerCache
 from service.api.gate import GenerationGate
+from service.exceptions import NotReadyError, RequestError
 from service.generation import Generator
 from service.live import LivePages, LiveRequest, SearchProvider
 from service.operations import IndexRegistry, JobManager
@@ -113,7 +111,7 @@ def resources_provider(state: State) -> Resources:
 def ready(resources: Resources) -> tuple[IndexRegistry, Answerer]:
     if resources.registry is None or resources.answerer is None:
         detail = resources.error or "models are still loading"
-        raise ProblemDetailsException(status_code=503, title="Not ready", detail=detail, headers={"Retry-After": "5"})
+        raise NotReadyError(detail)
     return resources.registry, resources.answerer
 
 
@@ -132,12 +130,10 @@ def requires(scope: Scope) -> Callable[[ASGIConnection[Any, Any, Any, Any], Base
 def question_text(text: str, resources: Resources) -> str:
     question = text.strip()
     if not question:
-        raise ProblemDetailsException(status_code=422, title="Empty question", detail="the question is blank")
+        raise RequestError("the question is blank", title="Empty question")
     limit = resources.settings.max_question_chars
     if len(question) > limit:
-        raise ProblemDetailsException(
-            status_code=422, title="Question too long", detail=f"{len(question)} characters; the limit is {limit}"
-        )
+        raise RequestError(f"{len(question)} characters; the limit is {limit}", title="Question too long")
     return question
 
 
@@ -187,7 +183,7 @@ def index_gauges(registry: IndexRegistry) -> None:
 
 def live_pages(resources: Resources) -> LivePages:
     if resources.live is None:
-        raise ProblemDetailsException(status_code=503, title="Not ready", detail="live fetching is starting")
+        raise NotReadyError("live fetching is starting")
     return resources.live
 
 

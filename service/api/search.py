@@ -7,9 +7,6 @@ from typing import Annotated
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import Parameter
-from litestar.plugins.problem_details import (
-    ProblemDetailsException,
-)
 
 from service.answering import RetrievedPassage, retrieved
 from service.api.resources import (
@@ -18,6 +15,7 @@ from service.api.resources import (
     ready,
     requires,
 )
+from service.exceptions import RequestError
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +34,7 @@ async def search_passages(
     k: Annotated[int, Parameter(ge=1, le=50, description="Number of passages")] = 5,
 ) -> SearchResponse:
     if not q.strip():
-        raise ProblemDetailsException(status_code=422, title="Empty query", detail="the query is blank")
+        raise RequestError("the query is blank", title="Empty query")
     registry, answerer = ready(resources)
     async with registry.alease(index or resources.settings.index) as passage_index:
         started = time.perf_counter()

@@ -66,7 +66,7 @@ def ask(
 
     from indexes import CitelineIndexError, load_embedder
     from service.answering.source_set import SourceSet
-    from service.exceptions import CiteLineServiceError
+    from service.exceptions import CitelineServiceError
     from service.live import LiveOptions, LiveRequestError
     from service.settings import ServiceSettings
 
@@ -84,7 +84,7 @@ def ask(
         if live_pages is not None and live_request is not None:
             live_pages.validate(live_request)  # before the model loads: a refused URL fails at once
         generator = settings.generator()
-    except (CitelineIndexError, CiteLineServiceError) as exc:
+    except (CitelineIndexError, CitelineServiceError) as exc:
         raise fail(str(exc), 2 if isinstance(exc, LiveRequestError) else 1) from exc
     answerer = settings.answerer(embedder, generator)
     chosen = SourceSet(stored=passage_index)

@@ -12,18 +12,9 @@ from indexes import PassageIndex, SearchHit
 from service.answering.source_set import (
     SourceMode,
 )
-from service.exceptions import CiteLineServiceError
 
 Retrieve = Callable[[PassageIndex, str, int], list[SearchHit]]
 """Searches the stored index as the answer will (to know which pages to recheck)."""
-
-
-class LiveRequestError(CiteLineServiceError):
-    """The request's live-page options cannot be served as asked (422)."""
-
-
-class UrlRefusedError(LiveRequestError):
-    """A URL of the request is one the SSRF rules refuse: nothing of the request was fetched."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,9 +51,10 @@ from service.answering.source_set import (
     SkippedPage,
     SourceSet,
 )
+from service.exceptions import LiveRequestError, SearchError, UrlRefusedError
 from service.live.cache import LivePage, LivePageCache
-from service.live.options import LiveConfig, LiveRequest, LiveRequestError, Retrieve, UrlRefusedError
-from service.live.websearch import SearchError, SearchProvider, search_query
+from service.live.options import LiveConfig, LiveRequest, Retrieve
+from service.live.websearch import SearchProvider, search_query
 
 
 @dataclass(frozen=True, slots=True)

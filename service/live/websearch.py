@@ -21,7 +21,7 @@ import httpx
 
 from ingest import FetchError
 from ingest.bounded import ACCEPT_HEADERS, read_bounded
-from service.exceptions import CiteLineServiceError
+from service.exceptions import SearchError
 
 _WORD = re.compile(r"[\w.+#/-]+")
 # Question words and fillers a search engine does better without; content words are all kept.
@@ -31,10 +31,6 @@ _FILLERS = (
     " of to in on for with by about please tell explain"
 )
 _FILLER = frozenset(_FILLERS.split())
-
-
-class SearchError(CiteLineServiceError):
-    """The search provider did not answer, or answered something that is not a result list."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,11 +4,11 @@
 - ``jobs``: ``citeline ingest`` children started over HTTP from a validated spec.
 """
 
+from service.exceptions import JobRequestError
 from service.operations.jobs import (
     IngestJobRequest,
     Job,
     JobManager,
-    JobRequestError,
     JobSpec,
     load_spec,
     validate_request,

@@ -43,6 +43,7 @@ import structlog
 from indexes import InvalidIndexNameError, validate_index_name
 from ingest import BlockedAddressError, canonical
 from ingest.safety import AddressPolicy, check_url
+from service.exceptions import JobRequestError
 
 log = structlog.get_logger("citeline.jobs")
 
@@ -61,10 +62,6 @@ _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _Url = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_CHARS)]
 _Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PATTERN_CHARS)]
-
-
-class JobRequestError(ValueError):
-    """A job request that must not start: the message names the field (``seeds[2]: ...``)."""
 
 
 class IngestJobRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

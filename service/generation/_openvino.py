@@ -95,11 +95,16 @@ class OpenVINOGenerator:
         started = time.perf_counter()
         first: list[float] = []
 
+        stopped: list[bool] = []
+
         def streamer(piece: str) -> Any:
             if not first:
                 first.append(time.perf_counter() - started)
-            stop = bool(on_text(piece)) if on_text is not None else False
-            return genai.StreamingStatus.STOP if stop else genai.StreamingStatus.RUNNING
+            # The pipeline flushes its detokenizer once more after a STOP: the caller asked for no more.
+            if stopped or (on_text is not None and on_text(piece)):
+                stopped.append(True)
+                return genai.StreamingStatus.STOP
+            return genai.StreamingStatus.RUNNING
 
         with self._lock:
             try:

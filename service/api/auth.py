@@ -13,6 +13,10 @@ The rate limit is a token bucket per key (per client address when the service is
 of ``rate_per_minute`` requests, refilled evenly; past it, 429 with the seconds until the next token.
 At most ``max_buckets`` buckets are kept, the least recently used dropped first, so a flood of
 client addresses cannot grow memory without limit.
+
+Not Litestar's ``RateLimitConfig``: its middleware keeps a request history per identifier in a
+store with no size bound and runs before the key is checked, while the limit here is per checked
+key, bounded by ``max_buckets``, and part of the same guard that answers 401/403.
 """
 
 from __future__ import annotations

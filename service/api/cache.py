@@ -4,6 +4,9 @@ An answer depends on the question, the index's content and the request's options
 is deterministic for the first candidate and seeded for the others. So the key is exactly those,
 with the index's store generation standing for its content: any committed change to the index
 (an ingest, a removal) makes the old answers unreachable, and they age out of the LRU.
+
+Not ``cachetools.LRUCache``: the lock and the hit/miss counts would still be needed around it, and
+an ``OrderedDict`` does the rest in a dozen lines without another dependency.
 """
 
 from __future__ import annotations

@@ -4,16 +4,14 @@ An answer depends on the question, the index's content and the request's options
 is deterministic for the first candidate and seeded for the others. So the key is exactly those,
 with the index's store generation standing for its content: any committed change to the index
 (an ingest, a removal) makes the old answers unreachable, and they age out of the LRU.
-
-Not ``cachetools.LRUCache``: the lock and the hit/miss counts would still be needed around it, and
-an ``OrderedDict`` does the rest in a dozen lines without another dependency.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable
+
+from cachetools import LRUCache
 
 from service.answering import Answer
 
@@ -26,11 +24,12 @@ def cache_key(index_name: str, generation: int, question: str, *options: Hashabl
 
 
 class AnswerCache:
-    """A thread-safe LRU of answers; ``max_entries`` 0 turns it off."""
+    """A thread-safe LRU of answers (``cachetools``, which is not thread-safe alone); ``max_entries``
+    0 turns it off."""
 
     def __init__(self, max_entries: int = 256) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[CacheKey, Answer] = OrderedDict()
+        self._entries: LRUCache[CacheKey, Answer] = LRUCache(maxsize=max(max_entries, 1))
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -41,7 +40,6 @@ class AnswerCache:
             if answer is None:
                 self.misses += 1
                 return None
-            self._entries.move_to_end(key)
             self.hits += 1
             return answer
 
@@ -50,9 +48,6 @@ class AnswerCache:
             return
         with self._lock:
             self._entries[key] = answer
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
 
     def __len__(self) -> int:
         with self._lock:

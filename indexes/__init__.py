@@ -18,13 +18,16 @@ from indexes._embedder import (
     prepare_openvino_embedder,
 )
 from indexes._exceptions import (
+    CitelineError,
     CitelineIndexError,
     EmbedderMismatchError,
     EmbedderUnavailableError,
     IndexCorruptError,
     IndexNotFoundError,
     InvalidIndexNameError,
+    VectorStoreBusyError,
 )
+from indexes._files import atomic_write
 from indexes._fusion import (
     RETRIEVAL_MODES,
     RRF_K,
@@ -33,17 +36,13 @@ from indexes._fusion import (
     maximal_marginal_relevance,
     reciprocal_rank_fusion,
 )
-from indexes._lexical import LexicalIndex, bm25_scores, tokenize
+from indexes._index import PassageIndex, UpsertResult
+from indexes._layout import index_dir, list_indexes, validate_index_name
+from indexes._lexical import LexicalIndex, bm25_scores, embedding_text, tokenize
+from indexes._manifest import Manifest
 from indexes._qdrant import QdrantVectorStore
 from indexes._settings import CitelineSettings
-from indexes._store import (
-    Manifest,
-    PassageIndex,
-    UpsertResult,
-    index_dir,
-    list_indexes,
-    validate_index_name,
-)
+from indexes._simhash import hamming_distance
 from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
 from indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
 from indexes._vectorstore import (
@@ -62,6 +61,7 @@ __all__ = [
     "RRF_K",
     "VECTOR_BACKENDS",
     "AliasKind",
+    "CitelineError",
     "CitelineIndexError",
     "CitelineSettings",
     "Embedder",
@@ -90,8 +90,12 @@ __all__ = [
     "VectorIndexPolicy",
     "VectorIndexSpec",
     "VectorStore",
+    "VectorStoreBusyError",
     "Vectors",
+    "atomic_write",
     "bm25_scores",
+    "embedding_text",
+    "hamming_distance",
     "index_dir",
     "list_indexes",
     "load_embedder",

@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from indexes._embedder import Embedder, Vectors
+from indexes._index import PassageIndex
+from indexes._layout import DB_FILE
 from indexes._lexical import LexicalIndex
-from indexes._store import DB_FILE, PassageIndex
 from indexes._types import SearchHit
 
 RetrievalMode = Literal["dense", "bm25", "hybrid"]

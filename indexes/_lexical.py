@@ -42,7 +42,9 @@ import numpy.typing as npt
 import Stemmer  # type: ignore[import-not-found]
 
 from indexes._exceptions import IndexCorruptError
-from indexes._store import DB_FILE, PassageIndex, atomic_write_bytes
+from indexes._files import atomic_write
+from indexes._index import PassageIndex
+from indexes._layout import DB_FILE
 
 LEXICAL_DIR = "bm25"
 CURRENT_FILE = "current.json"
@@ -244,7 +246,7 @@ class LexicalIndex:
             "tokenizer": TOKENIZER_VERSION,
             "bm25s": _bm25s().__version__,
         }
-        atomic_write_bytes(root / CURRENT_FILE, json.dumps(current, indent=2).encode())
+        atomic_write(root / CURRENT_FILE, json.dumps(current, indent=2).encode())
         _remove_old_builds(root, keep=final.name)
         return final
 

@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 import indexes
 from indexes import HashEmbedder, PassageIndex, VectorBackend
-from indexes._store import _ADDED_PAGE_COLUMNS, COLLECTION_KEY, DB_FILE
+from indexes._layout import DB_FILE
+from indexes._schema import ADDED_PAGE_COLUMNS, COLLECTION_KEY
 from ingest import IngestInputs, IngestSettings, run_ingest
 from service.cli import app
 from service.generation import ChatMessage, ScriptedGenerator
@@ -63,9 +64,9 @@ def test_fixtures_are_what_their_versions_wrote() -> None:
     schema1, tables1 = columns_and_tables(FIXTURES / "schema1-pages")
     schema2, tables2 = columns_and_tables(FIXTURES / "schema2-chunking")
     schema3, tables3 = columns_and_tables(FIXTURES / "schema3-qdrant")
-    assert not schema1 & set(_ADDED_PAGE_COLUMNS)
-    assert schema2 & set(_ADDED_PAGE_COLUMNS) == {"chunking"}
-    assert schema3 >= set(_ADDED_PAGE_COLUMNS)
+    assert not schema1 & set(ADDED_PAGE_COLUMNS)
+    assert schema2 & set(ADDED_PAGE_COLUMNS) == {"chunking"}
+    assert schema3 >= set(ADDED_PAGE_COLUMNS)
     assert "aliases" not in tables1 | tables2
     assert "aliases" in tables3
     manifest = json.loads((FIXTURES / "schema3-qdrant" / "indexes" / "docs" / "manifest.json").read_text())
@@ -84,7 +85,7 @@ def test_a_writable_open_migrates_before_it_writes(old_index: tuple[Path, Vector
     finally:
         index.close()
     columns, tables = columns_and_tables(data_dir)
-    assert columns >= set(_ADDED_PAGE_COLUMNS)
+    assert columns >= set(ADDED_PAGE_COLUMNS)
     assert "aliases" in tables
     reader = PassageIndex.open(data_dir, "docs", vector_backend=backend)
     try:
@@ -172,7 +173,7 @@ def test_every_command_opens_migrates_and_uses_an_old_index(cli_env: Path, tmp_p
     run("ingest", "--dir", str(site), "--base-url", "https://docs.example/")
     assert "https://docs.example/gzip.html" in run("search", "gzip.open opens a compressed file")
     columns, tables = columns_and_tables(cli_env)
-    assert columns >= set(_ADDED_PAGE_COLUMNS)
+    assert columns >= set(ADDED_PAGE_COLUMNS)
     assert "aliases" in tables
 
 

@@ -261,10 +261,13 @@ class PassageStore:
         return self._batches(cursor)
 
     def page_map(self) -> Iterator[tuple[int, int]]:
-        """``(passage id, page id)`` of every passage, in id order (the page index covers it: no vectors read)."""
+        """``(passage id, page id)`` of every passage, in id order, without reading a vector."""
         with self.lock:
-            rows = self._conn.execute("SELECT id, page_id FROM passages ORDER BY id").fetchall()
-        return ((int(i), int(p)) for i, p in rows)
+            # No ORDER BY: unordered, SQLite scans the covering page index instead of every row.
+            rows = self._conn.execute("SELECT id, page_id FROM passages").fetchall()
+        pairs = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        pairs = pairs[np.argsort(pairs[:, 0], kind="stable")]
+        return ((int(i), int(p)) for i, p in pairs.tolist())
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -152,6 +152,28 @@ class FaissVectorStore:
                     f"{self.path} and its page map disagree, and there is no source to rebuild from"
                 )
 
+    @classmethod
+    def trained(
+        cls,
+        path: Path,
+        dimension: int,
+        spec: VectorIndexSpec,
+        sample: Vectors,
+        *,
+        policy: VectorIndexPolicy | None = None,
+    ) -> FaissVectorStore:
+        """An empty store of ``spec``, trained on ``sample`` (an IVF index needs training before its first add).
+
+        For a store filled by :meth:`add` alone: without a source, the kind stays ``spec``.
+        """
+        store = cls(path, dimension, policy=policy, load=False)
+        index = new_vector_index(spec, dimension)
+        if not index.is_trained:
+            train_vector_index(index, np.ascontiguousarray(sample, dtype=np.float32), seed=store.policy.seed)
+        configure_search(index, store.policy)
+        store._index = index
+        return store
+
     @property
     def spec(self) -> VectorIndexSpec:
         """The kind of the live FAISS index."""
@@ -186,6 +208,8 @@ class FaissVectorStore:
         # read_index already returns the concrete class; wrapping it again with downcast_index
         # would let the original owner free the C++ object. Any kind this version builds is
         # served as it is: only a rebuild changes the kind.
+        if index.d != self.dimension and self._source is None:
+            raise EmbedderMismatchError(f"{self.path} holds {index.d}-d vectors, not {self.dimension}-d")
         if spec_of(index) is None or index.d != self.dimension:
             return False
         rows = self._read_pages()

@@ -6,6 +6,9 @@ truth; the vectors are derived data in FAISS (``vector_backend="faiss"``, the de
 ``qdrant/`` or on the server at ``qdrant_url``, through :class:`~indexes.QdrantVectorStore`). Both
 go through the one :class:`~indexes.VectorStore` protocol; file layout in :mod:`indexes._layout`.
 
+Over the ~450-line guide because it is the public face of an index: about half of it is one-line
+delegations to the passage store that carry the public docstrings callers read.
+
 The FAISS file is written atomically by :meth:`PassageIndex.flush`; the manifest written after it
 records the store generation it matches. A reader that finds it older than the store (a crash
 between the two writes, or a writer still running) rebuilds the vectors from SQLite instead of

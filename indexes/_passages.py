@@ -108,6 +108,39 @@ def _page_row(page: PageRecord) -> dict[str, object]:
     return row
 
 
+def read_passage_texts(db_path: Path) -> tuple[int, list[tuple[int, str, str, str]]]:
+    """``(generation, [(id, page title, heading, text)])`` of every passage in id order, read in one
+    snapshot through a read-only connection of its own (a BM25 build never waits on the index lock)."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        with conn:
+            conn.execute("BEGIN")  # one snapshot: the generation matches the passages read
+            row = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+            rows = conn.execute(
+                "SELECT p.id, g.title, p.heading, p.text FROM passages p JOIN pages g ON g.id = p.page_id ORDER BY p.id"
+            ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise IndexCorruptError(f"cannot read the passages of {db_path}: {exc}") from exc
+    finally:
+        conn.close()
+    return (int(row[0]) if row else 0), [(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def stored_vectors(conn: sqlite3.Connection, passage_ids: Sequence[int]) -> tuple[dict[int, int], dict[int, Vectors]]:
+    """``page_id`` and stored vector of each passage still in the store, through the caller's connection."""
+    if not passage_ids:
+        return {}, {}
+    marks = ",".join("?" * len(passage_ids))  # only placeholders are interpolated into the SQL
+    rows = conn.execute(
+        f"SELECT id, page_id, vector FROM passages WHERE id IN ({marks})",  # noqa: S608
+        list(passage_ids),
+    ).fetchall()
+    pages = {int(r[0]): int(r[1]) for r in rows}
+    vectors = {int(r[0]): np.frombuffer(r[2], dtype=np.float32) for r in rows}
+    return pages, vectors
+
+
 class PassageStore:
     """One open ``passages.sqlite`` (already migrated when writable, see :func:`~indexes._schema.ensure_schema`).
 

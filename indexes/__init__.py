@@ -25,7 +25,9 @@ from indexes._exceptions import (
     IndexCorruptError,
     IndexNotFoundError,
     InvalidIndexNameError,
+    VectorStoreBusyError,
 )
+from indexes._files import atomic_write
 from indexes._fusion import (
     RETRIEVAL_MODES,
     RRF_K,
@@ -34,17 +36,13 @@ from indexes._fusion import (
     maximal_marginal_relevance,
     reciprocal_rank_fusion,
 )
-from indexes._lexical import LexicalIndex, bm25_scores, stem_word, stopwords, tokenize
+from indexes._index import PassageIndex, UpsertResult
+from indexes._layout import index_dir, list_indexes, validate_index_name
+from indexes._lexical import LexicalIndex, bm25_scores, embedding_text, stem_word, stopwords, tokenize
+from indexes._manifest import Manifest
 from indexes._qdrant import QdrantVectorStore
 from indexes._settings import CitelineSettings
-from indexes._store import (
-    Manifest,
-    PassageIndex,
-    UpsertResult,
-    index_dir,
-    list_indexes,
-    validate_index_name,
-)
+from indexes._simhash import hamming_distance
 from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
 from indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
 from indexes._vectorstore import (
@@ -92,8 +90,12 @@ __all__ = [
     "VectorIndexPolicy",
     "VectorIndexSpec",
     "VectorStore",
+    "VectorStoreBusyError",
     "Vectors",
+    "atomic_write",
     "bm25_scores",
+    "embedding_text",
+    "hamming_distance",
     "index_dir",
     "list_indexes",
     "load_embedder",

@@ -1,19 +1,20 @@
-"""Errors raised by the index layer.
+"""Errors raised by the index layer, under the one root every citeline error derives from.
 
 ::
 
-    CitelineError               the root of every citeline error (tree: service.exceptions)
-    └── CitelineIndexError      base of everything below
-    ├── InvalidIndexNameError   a name that cannot be an index (also a ValueError)
-    ├── IndexNotFoundError      no index of that name in the data directory
-    ├── IndexCorruptError       files on disk do not agree with each other
-    ├── EmbedderMismatchError   the index was built with another embedding model or dimension
-    └── EmbedderUnavailableError the embedding model cannot be loaded offline
+    CitelineError                   root of every error citeline raises on purpose (the whole tree: service.exceptions)
+    └── CitelineIndexError          base of every error of the index layer
+        ├── InvalidIndexNameError   a name that cannot be an index (also a ValueError)
+        ├── IndexNotFoundError      no index of that name in the data directory
+        ├── IndexCorruptError       files on disk do not agree with each other
+        ├── EmbedderMismatchError   the index was built with another embedding model or dimension
+        ├── EmbedderUnavailableError the embedding model cannot be loaded offline
+        └── VectorStoreBusyError    embedded Qdrant folder held by another process (also a RuntimeError)
 """
 
 
 class CitelineError(Exception):
-    """The root of every error citeline raises on purpose (the whole tree: ``service.exceptions``)."""
+    """Root of every error citeline raises on purpose; the upper layers' errors derive from it too."""
 
 
 class CitelineIndexError(CitelineError):
@@ -42,3 +43,7 @@ class EmbedderMismatchError(CitelineIndexError):
 
 class EmbedderUnavailableError(CitelineIndexError):
     """The embedding model cannot be loaded (missing wheel or files)."""
+
+
+class VectorStoreBusyError(CitelineIndexError, RuntimeError):
+    """The index's embedded Qdrant folder is held by another client (another process): use a Qdrant server."""

@@ -10,7 +10,6 @@ mode changes.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,8 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from indexes._embedder import Embedder, Vectors
+from indexes._index import PassageIndex
+from indexes._layout import DB_FILE
 from indexes._lexical import LexicalIndex
-from indexes._store import DB_FILE, PassageIndex
+from indexes._passages import stored_vectors
+from indexes._schema import connect
 from indexes._types import SearchHit
 
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
@@ -139,8 +141,8 @@ class HybridRetriever:
         self._lexical: LexicalIndex | None = None
         self._lock = threading.Lock()  # the connection
         self._lexical_lock = threading.Lock()  # held while a BM25 index is built: seconds
-        self._conn = sqlite3.connect(f"file:{Path(index.path) / DB_FILE}?mode=ro", uri=True, check_same_thread=False)
-        self._conn.execute("PRAGMA busy_timeout=10000")
+        # A connection of its own: stored vectors are read without waiting on the index's lock.
+        self._conn = connect(Path(index.path) / DB_FILE, read_only=True)
 
     def close(self) -> None:
         with self._lock:
@@ -211,14 +213,5 @@ class HybridRetriever:
 
     def _vectors(self, passage_ids: Sequence[int]) -> tuple[dict[int, int], dict[int, Vectors]]:
         """``page_id`` and stored vector of each passage still in the store."""
-        if not passage_ids:
-            return {}, {}
-        marks = ",".join("?" * len(passage_ids))  # only placeholders are interpolated into the SQL
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT id, page_id, vector FROM passages WHERE id IN ({marks})",  # noqa: S608
-                list(passage_ids),
-            ).fetchall()
-        pages = {int(r[0]): int(r[1]) for r in rows}
-        vectors = {int(r[0]): np.frombuffer(r[2], dtype=np.float32) for r in rows}
-        return pages, vectors
+            return stored_vectors(self._conn, passage_ids)

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -41,8 +40,10 @@ import numpy as np
 import numpy.typing as npt
 import Stemmer  # type: ignore[import-not-found]
 
-from indexes._exceptions import IndexCorruptError
-from indexes._store import DB_FILE, PassageIndex, atomic_write_bytes
+from indexes._files import atomic_write
+from indexes._index import PassageIndex
+from indexes._layout import DB_FILE
+from indexes._passages import read_passage_texts
 
 LEXICAL_DIR = "bm25"
 CURRENT_FILE = "current.json"
@@ -249,7 +250,7 @@ class LexicalIndex:
             "tokenizer": TOKENIZER_VERSION,
             "bm25s": _bm25s().__version__,
         }
-        atomic_write_bytes(root / CURRENT_FILE, json.dumps(current, indent=2).encode())
+        atomic_write(root / CURRENT_FILE, json.dumps(current, indent=2).encode())
         _remove_old_builds(root, keep=final.name)
         return final
 
@@ -276,21 +277,9 @@ class LexicalIndex:
 
 def _read_passages(db_path: Path) -> tuple[int, npt.NDArray[np.int64], list[str]]:
     """``(generation, ids, texts)`` read in one transaction, through a read-only connection."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        conn.execute("PRAGMA busy_timeout=10000")
-        with conn:
-            conn.execute("BEGIN")  # one snapshot: the generation matches the passages read
-            row = conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
-            rows = conn.execute(
-                "SELECT p.id, g.title, p.heading, p.text FROM passages p JOIN pages g ON g.id = p.page_id ORDER BY p.id"
-            ).fetchall()
-    except sqlite3.DatabaseError as exc:
-        raise IndexCorruptError(f"cannot read the passages of {db_path}: {exc}") from exc
-    finally:
-        conn.close()
+    generation, rows = read_passage_texts(db_path)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    return (int(row[0]) if row else 0), ids, [embedding_text(r[1], r[2], r[3]) for r in rows]
+    return generation, ids, [embedding_text(r[1], r[2], r[3]) for r in rows]
 
 
 def _fsync(path: Path) -> None:

@@ -9,23 +9,25 @@ dependency (the ``qdrant`` extra), imported only when a store is used (hence the
 Local mode (``path``) scans every vector per query and takes an exclusive lock on its folder, so
 one process at a time may open it; it is meant for tests and small indexes (the client warns past
 20k points). A server (``url``) indexes the vectors (HNSW) and gets a payload index on ``page_id``
-so page filters do not scan; local mode has no payload indexes (the client warns that they are
+so removing a page does not scan; local mode has no payload indexes (the client warns that they are
 ignored), so none is created there.
 """
 
 from __future__ import annotations
 
+import fcntl
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from indexes._embedder import Vectors
-from indexes._exceptions import EmbedderMismatchError
+from indexes._exceptions import EmbedderMismatchError, VectorStoreBusyError
+from indexes._layout import QDRANT_DIR
 from indexes._vectorstore import check_batch, query_row
 
 if TYPE_CHECKING:
-    from qdrant_client import QdrantClient, models
+    from qdrant_client import QdrantClient
 
 PAGE_FIELD = "page_id"
 """The payload key holding a point's page id."""
@@ -85,14 +87,6 @@ class QdrantVectorStore:
         if params.distance != models.Distance.COSINE:
             raise EmbedderMismatchError(f"Qdrant collection {self.collection!r} uses {params.distance}, not cosine")
 
-    @staticmethod
-    def _page_filter(page_ids: Collection[int]) -> models.Filter:
-        from qdrant_client import models
-
-        return models.Filter(
-            must=[models.FieldCondition(key=PAGE_FIELD, match=models.MatchAny(any=[int(p) for p in page_ids]))]
-        )
-
     def add(self, ids: Sequence[int], vectors: Vectors, page_ids: Sequence[int]) -> None:
         from qdrant_client import models
 
@@ -126,20 +120,23 @@ class QdrantVectorStore:
         with self._lock:
             self._client.delete(
                 self.collection,
-                points_selector=models.FilterSelector(filter=self._page_filter([page_id])),
+                points_selector=models.FilterSelector(
+                    filter=models.Filter(
+                        must=[models.FieldCondition(key=PAGE_FIELD, match=models.MatchValue(value=page_id))]
+                    )
+                ),
                 wait=True,
             )
 
-    def search(self, vector: Vectors, k: int, *, page_ids: Collection[int] | None = None) -> list[tuple[int, float]]:
+    def search(self, vector: Vectors, k: int) -> list[tuple[int, float]]:
         row = query_row(vector, self.dimension)
-        if k <= 0 or (page_ids is not None and not page_ids):
+        if k <= 0:
             return []
         with self._lock:
             points = self._client.query_points(
                 self.collection,
                 query=row[0].tolist(),
                 limit=k,
-                query_filter=None if page_ids is None else self._page_filter(page_ids),
                 with_payload=False,
                 with_vectors=False,
             ).points
@@ -155,3 +152,56 @@ class QdrantVectorStore:
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+
+def open_index_collection(index_path: Path, dimension: int, *, collection: str, url: str | None) -> QdrantVectorStore:
+    """The collection of the index at ``index_path``: embedded under its ``qdrant/`` folder, or on ``url``.
+
+    Raises :class:`~indexes.VectorStoreBusyError` when another client (another process) holds the
+    embedded folder: embedded Qdrant allows one per folder.
+    """
+    if url is not None:
+        return QdrantVectorStore(collection, dimension, url=url)
+    folder = index_path / QDRANT_DIR
+    if _embedded_folder_held(folder):
+        raise _busy_error(index_path)
+    try:
+        return QdrantVectorStore(collection, dimension, path=folder)
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise _busy_error(index_path) from exc
+        raise
+
+
+def drop_collection(url: str, collection: str) -> None:
+    """Delete one collection on a server (an index's own, before it is rebuilt)."""
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(url=url)
+    try:
+        client.delete_collection(collection)
+    finally:
+        client.close()
+
+
+def _busy_error(index_path: Path) -> VectorStoreBusyError:
+    return VectorStoreBusyError(
+        f"index {index_path.name!r} keeps its vectors in embedded Qdrant ({index_path / QDRANT_DIR}), which"
+        " another client (another process) has open: embedded Qdrant allows one per folder. Wait for it to"
+        " finish, or run a Qdrant server and set qdrant_url"
+    )
+
+
+def _embedded_folder_held(folder: Path) -> bool:
+    """Whether another client holds the embedded folder's lock (the one the Qdrant client takes)."""
+    lock = folder / ".lock"
+    if not lock.is_file():
+        return False
+    # Tried here first: the client fails fast too, but leaks its lock file handle when it does.
+    with lock.open("r+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False

@@ -35,15 +35,15 @@ hovering near one does not rebuild on every flush.
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import faiss
 import numpy as np
+
+from indexes._files import atomic_write
 
 VectorIndexKind = Literal["flat", "ivf_sq8"]
 """The vector index kinds: exact search, or inverted lists of 8-bit scalar-quantised vectors."""
@@ -168,20 +168,11 @@ def configure_search(index: Any, policy: VectorIndexPolicy) -> None:
 
 
 def write_vector_index(index: Any, path: Path) -> None:
-    """Write an index to ``path`` atomically: a temporary file in the same folder, fsynced, then renamed.
+    """Write an index to ``path`` atomically (:func:`~indexes.atomic_write`).
 
     ``faiss.write_index`` streams to the file, so a large index is not copied into memory first.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        with Path(tmp).open("rb") as handle:
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: faiss.write_index(index, str(tmp)))
 
 
 def set_search_threads(threads: int) -> None:

@@ -1,12 +1,13 @@
 """Where an index's vectors live: the :class:`VectorStore` interface and its FAISS backend.
 
 A vector store holds one vector per passage, keyed by the passage id, and the id of the page the
-passage belongs to, so a page's vectors can be removed at once and a search can be restricted to
-some pages. Scores are inner products of the normalised vectors the embedders produce, so cosine
-similarities, best first. The SQLite passage store stays the source of truth: a store that is
-missing or does not match it is rebuilt from it (``source``), never the other way round.
+passage belongs to, so a page's vectors can be removed at once. Scores are inner products of the
+normalised vectors the embedders produce, so cosine similarities, best first. The SQLite passage
+store stays the source of truth: a store that is missing or does not match it is rebuilt from it
+(``source``), never the other way round.
 
-Two backends behave the same under one contract (``tests/indexes/test_vectorstore_contract.py``):
+Two backends behave the same under one contract (``tests/indexes/test_vectorstore_contract.py``),
+and :class:`~indexes.PassageIndex` uses both only through it:
 
 ``faiss``   :class:`FaissVectorStore`, in process, the kinds of :mod:`indexes._vectors` chosen by size.
 ``qdrant``  :class:`~indexes.QdrantVectorStore` (``indexes._qdrant``), embedded local mode or a server.
@@ -14,10 +15,8 @@ Two backends behave the same under one contract (``tests/indexes/test_vectorstor
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -27,6 +26,8 @@ import numpy.typing as npt
 
 from indexes._embedder import Vectors
 from indexes._exceptions import EmbedderMismatchError, IndexCorruptError
+from indexes._files import atomic_write
+from indexes._layout import FAISS_FILE, QDRANT_DIR
 from indexes._vectors import (
     FLAT,
     VectorIndexPolicy,
@@ -47,6 +48,8 @@ VectorBatch = tuple[Sequence[int], Vectors, Sequence[int]]
 """``(passage ids, vectors, page ids)``: rows of the source of truth, as :meth:`VectorStore.add` takes them."""
 VectorSource = Callable[[], Iterable[VectorBatch]]
 """Reads every stored vector anew on each call, in batches: what a store is rebuilt from."""
+PageSource = Callable[[], Iterable[tuple[int, int]]]
+"""Reads ``(passage id, page id)`` of every stored vector, in id order, without the vectors."""
 
 
 @runtime_checkable
@@ -65,8 +68,8 @@ class VectorStore(Protocol):
         """Remove the vectors of every passage of one page."""
         ...
 
-    def search(self, vector: Vectors, k: int, *, page_ids: Collection[int] | None = None) -> list[tuple[int, float]]:
-        """The ``k`` nearest ``(passage id, cosine score)``, best first; only of ``page_ids`` unless None."""
+    def search(self, vector: Vectors, k: int) -> list[tuple[int, float]]:
+        """The ``k`` nearest ``(passage id, cosine score)``, best first."""
         ...
 
     def count(self) -> int:
@@ -110,19 +113,17 @@ def pages_path(path: Path) -> Path:
 class FaissVectorStore:
     """A :class:`VectorStore` over a FAISS index file (Flat or IVF-SQ8 by size, see :mod:`indexes._vectors`).
 
-    FAISS keeps only ids and vectors, so the page of each passage is kept beside it in memory and
-    persisted as ``<file>.pages.npy`` (``(n, 2)`` int64 rows of passage id, page id).
-
-    A page filter is applied inside FAISS, not by post-filtering: the pages' passage ids (from the
-    page map) become an ``IDSelectorBatch`` that the scan checks before scoring, so a filtered
-    search returns the true top ``k`` among those pages however few they are. On IVF it probes
-    every list, since a handful of pages' passages may sit in lists a plain query would skip; the
-    selector keeps that cheap (ids are tested, only selected vectors are scored).
+    FAISS keeps only ids and vectors, so the page of each passage is kept beside it in memory. On
+    its own the store persists that page map as ``<file>.pages.npy`` (``(n, 2)`` int64 rows of
+    passage id, page id). Given ``pages`` (a :class:`~indexes.PassageIndex` passes the SQLite
+    store's), the map is read from there instead and no ``.pages.npy`` is read or written: the FAISS
+    file alone is the index's on-disk format, as it was before the store existed.
 
     The kind follows the count on :meth:`persist`, rebuilt from ``source``; without a source the
     kind stays what it is (the stored vectors cannot be read back exactly from IVF-SQ8 codes).
     Opening files that disagree (a crash between the two writes) rebuilds from ``source``, and
-    raises :class:`~indexes.IndexCorruptError` without one.
+    raises :class:`~indexes.IndexCorruptError` without one. ``load=False`` skips the files and
+    builds from ``source`` at once (its owner knows them to be stale).
     """
 
     def __init__(
@@ -132,39 +133,87 @@ class FaissVectorStore:
         *,
         policy: VectorIndexPolicy | None = None,
         source: VectorSource | None = None,
+        pages: PageSource | None = None,
+        load: bool = True,
     ) -> None:
         self.path = path
         self.dimension = dimension
         self.policy = policy or VectorIndexPolicy()
         self._source = source
+        self._pages = pages
         self._lock = threading.RLock()
         self._page_of: dict[int, int] = {}
-        self._ids_of: dict[int, set[int]] = {}
         self._index: Any = new_vector_index(FLAT, dimension)
-        if not self._load():
+        if not (load and self._load()):
             if self._source is not None:
                 self.rebuild()
-            elif self.path.exists() or pages_path(self.path).exists():
+            elif load and (self.path.exists() or pages_path(self.path).exists()):
                 raise IndexCorruptError(
                     f"{self.path} and its page map disagree, and there is no source to rebuild from"
                 )
+
+    @classmethod
+    def trained(
+        cls,
+        path: Path,
+        dimension: int,
+        spec: VectorIndexSpec,
+        sample: Vectors,
+        *,
+        policy: VectorIndexPolicy | None = None,
+    ) -> FaissVectorStore:
+        """An empty store of ``spec``, trained on ``sample`` (an IVF index needs training before its first add).
+
+        For a store filled by :meth:`add` alone: without a source, the kind stays ``spec``.
+        """
+        store = cls(path, dimension, policy=policy, load=False)
+        index = new_vector_index(spec, dimension)
+        if not index.is_trained:
+            train_vector_index(index, np.ascontiguousarray(sample, dtype=np.float32), seed=store.policy.seed)
+        configure_search(index, store.policy)
+        store._index = index
+        return store
 
     @property
     def spec(self) -> VectorIndexSpec:
         """The kind of the live FAISS index."""
         return spec_of(self._index) or FLAT
 
+    @property
+    def faiss_index(self) -> Any:
+        """The live FAISS index, for inspection (``nprobe``, ids); change it only through the store."""
+        return self._index
+
+    @property
+    def is_trained(self) -> bool:
+        return bool(self._index.is_trained)
+
+    def _read_pages(self) -> npt.NDArray[np.int64] | None:
+        if self._pages is not None:
+            return np.array(list(self._pages()), dtype=np.int64).reshape(-1, 2)
+        try:
+            rows = np.load(pages_path(self.path), allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return rows if rows.ndim == 2 and rows.shape[1:] == (2,) else None
+
     def _load(self) -> bool:
         """Read the files; False when missing, unreadable or not matching each other."""
-        map_path = pages_path(self.path)
-        if not (self.path.is_file() and map_path.is_file()):
+        if not self.path.is_file():
             return False
         try:
             index = faiss.read_index(str(self.path))
-            rows = np.load(map_path, allow_pickle=False)
-        except (OSError, RuntimeError, ValueError):
+        except (OSError, RuntimeError):
             return False
-        if spec_of(index) is None or index.d != self.dimension or rows.ndim != 2 or index.ntotal != len(rows):
+        # read_index already returns the concrete class; wrapping it again with downcast_index
+        # would let the original owner free the C++ object. Any kind this version builds is
+        # served as it is: only a rebuild changes the kind.
+        if index.d != self.dimension and self._source is None:
+            raise EmbedderMismatchError(f"{self.path} holds {index.d}-d vectors, not {self.dimension}-d")
+        if spec_of(index) is None or index.d != self.dimension:
+            return False
+        rows = self._read_pages()
+        if rows is None or index.ntotal != len(rows):
             return False
         configure_search(index, self.policy)
         self._index = index
@@ -172,45 +221,48 @@ class FaissVectorStore:
         return True
 
     def _set_pages(self, ids: Iterable[int], page_ids: Iterable[int]) -> None:
-        self._page_of = {}
-        self._ids_of = {}
-        for passage_id, page_id in zip(ids, page_ids, strict=True):
-            self._page_of[passage_id] = page_id
-            self._ids_of.setdefault(page_id, set()).add(passage_id)
+        self._page_of = dict(zip(ids, page_ids, strict=True))
 
     def rebuild(self, spec: VectorIndexSpec | None = None) -> None:
         """Rebuild from ``source`` as ``spec``, or as the kind the policy gives the count.
 
-        Reads the source in three passes (ids, a seeded training sample for IVF, then the vectors),
-        so the vectors never sit in memory all at once.
+        Reads the ids first (from ``pages`` when given, which reads no vectors), then for IVF a
+        seeded training sample, then the vectors, so the vectors never sit in memory all at once.
         """
         if self._source is None:
             raise RuntimeError("this FAISS store has no source to rebuild from")
         with self._lock:
-            ids: list[int] = []
-            pages: list[int] = []
-            for batch_ids, _, batch_pages in self._source():
-                ids.extend(int(i) for i in batch_ids)
-                pages.extend(int(p) for p in batch_pages)
+            if self._pages is not None:
+                rows = list(self._pages())
+                ids = [i for i, _ in rows]
+                pages = [p for _, p in rows]
+            else:
+                ids, pages = [], []
+                for batch_ids, _, batch_pages in self._source():
+                    ids.extend(int(i) for i in batch_ids)
+                    pages.extend(int(p) for p in batch_pages)
             spec = spec or self.policy.choose(len(ids))
             index = new_vector_index(spec, self.dimension)
             if not index.is_trained:
                 rng = np.random.default_rng(self.policy.seed)
-                chosen = rng.choice(
-                    np.asarray(ids, dtype=np.int64), self.policy.train_size(spec.nlist, len(ids)), False
+                chosen = np.sort(
+                    rng.choice(np.asarray(ids, dtype=np.int64), self.policy.train_size(spec.nlist, len(ids)), False)
                 )
                 sample = [
                     check_batch(batch_ids, vectors, batch_pages, self.dimension)[np.isin(batch_ids, chosen)]
                     for batch_ids, vectors, batch_pages in self._source()
                 ]
                 train_vector_index(index, np.vstack(sample), seed=self.policy.seed)
+            added: dict[int, int] = {}
             for batch_ids, vectors, batch_pages in self._source():
-                rows = check_batch(batch_ids, vectors, batch_pages, self.dimension)
-                if len(rows):
-                    index.add_with_ids(rows, np.asarray(batch_ids, dtype=np.int64))
+                rows_ = check_batch(batch_ids, vectors, batch_pages, self.dimension)
+                if len(rows_):
+                    index.add_with_ids(rows_, np.asarray(batch_ids, dtype=np.int64))
+                    added.update(zip((int(i) for i in batch_ids), (int(p) for p in batch_pages), strict=True))
             configure_search(index, self.policy)
             self._index = index
-            self._set_pages(ids, pages)
+            # What was added, not what was counted first: a writer may have committed in between.
+            self._page_of = added
 
     def add(self, ids: Sequence[int], vectors: Vectors, page_ids: Sequence[int]) -> None:
         rows = check_batch(ids, vectors, page_ids, self.dimension)
@@ -222,7 +274,6 @@ class FaissVectorStore:
             self._index.add_with_ids(rows, np.asarray(ids, dtype=np.int64))
             for passage_id, page_id in zip(ids, page_ids, strict=True):
                 self._page_of[int(passage_id)] = int(page_id)
-                self._ids_of.setdefault(int(page_id), set()).add(int(passage_id))
 
     def remove(self, ids: Sequence[int]) -> None:
         with self._lock:
@@ -231,36 +282,21 @@ class FaissVectorStore:
                 return
             self._index.remove_ids(np.asarray(present, dtype=np.int64))
             for passage_id in present:
-                page_id = self._page_of.pop(passage_id)
-                page = self._ids_of[page_id]
-                page.discard(passage_id)
-                if not page:
-                    del self._ids_of[page_id]
+                del self._page_of[passage_id]
 
     def remove_page(self, page_id: int) -> None:
+        # A scan of the page map: no caller removes vectors by page often enough to pay for a
+        # second map (page -> ids) in memory on every index.
         with self._lock:
-            self.remove(sorted(self._ids_of.get(page_id, ())))
+            self.remove([i for i, page in self._page_of.items() if page == page_id])
 
-    def search(self, vector: Vectors, k: int, *, page_ids: Collection[int] | None = None) -> list[tuple[int, float]]:
+    def search(self, vector: Vectors, k: int) -> list[tuple[int, float]]:
         row = query_row(vector, self.dimension)
         with self._lock:
-            params: Any = None
-            if page_ids is None:
-                limit = min(k, int(self._index.ntotal))
-            else:
-                allowed = np.fromiter(
-                    (i for page_id in set(page_ids) for i in self._ids_of.get(page_id, ())), dtype=np.int64
-                )
-                limit = min(k, len(allowed))
-                params = (
-                    faiss.SearchParametersIVF() if isinstance(self._index, faiss.IndexIVF) else faiss.SearchParameters()
-                )
-                params.sel = faiss.IDSelectorBatch(allowed)
-                if isinstance(self._index, faiss.IndexIVF):
-                    params.nprobe = int(self._index.nlist)
+            limit = min(k, int(self._index.ntotal))
             if limit <= 0:
                 return []
-            scores, found = self._index.search(row, limit, params=params)
+            scores, found = self._index.search(row, limit)
         return [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True) if i >= 0]
 
     def count(self) -> int:
@@ -268,7 +304,8 @@ class FaissVectorStore:
             return int(self._index.ntotal)
 
     def persist(self) -> None:
-        """Write the FAISS file, then the page map, each atomically; the kind is first fitted to the count."""
+        """Write the FAISS file, then the page map (unless it comes from ``pages``), each atomically;
+        the kind is first fitted to the count."""
         with self._lock:
             if self._source is not None:
                 wanted = self.policy.choose(self.count(), spec_of(self._index))
@@ -276,8 +313,9 @@ class FaissVectorStore:
                     self.rebuild(wanted)
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_vector_index(self._index, self.path)
-            rows = np.array(sorted(self._page_of.items()), dtype=np.int64).reshape(-1, 2)
-            _write_array(rows, pages_path(self.path))
+            if self._pages is None:
+                rows = np.array(sorted(self._page_of.items()), dtype=np.int64).reshape(-1, 2)
+                atomic_write(pages_path(self.path), lambda tmp: _save_array(tmp, rows))
 
     def close(self) -> None:
         with self._lock:
@@ -285,18 +323,9 @@ class FaissVectorStore:
             self._set_pages((), ())
 
 
-def _write_array(array: npt.NDArray[Any], path: Path) -> None:
-    """``np.save`` to a temporary file in the same folder, fsynced, then renamed over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_array(path: Path, array: npt.NDArray[Any]) -> None:
+    with path.open("wb") as handle:  # a handle: np.save would append ".npy" to a bare name
+        np.save(handle, array, allow_pickle=False)
 
 
 def open_vector_store(
@@ -317,12 +346,12 @@ def open_vector_store(
     directories, give each index a name of its own (:class:`~indexes.PassageIndex` does).
     """
     if backend == "faiss":
-        return FaissVectorStore(index_path / "vectors.faiss", dimension, policy=policy, source=source)
+        return FaissVectorStore(index_path / FAISS_FILE, dimension, policy=policy, source=source)
     if backend == "qdrant":
         from indexes._qdrant import QdrantVectorStore  # optional dependency: imported only when chosen
 
         name = collection or index_path.name
         if qdrant_url is not None:
             return QdrantVectorStore(name, dimension, url=qdrant_url)
-        return QdrantVectorStore(name, dimension, path=index_path / "qdrant")
+        return QdrantVectorStore(name, dimension, path=index_path / QDRANT_DIR)
     raise ValueError(f"unknown vector backend {backend!r}; use one of {', '.join(VECTOR_BACKENDS)}")

@@ -4,6 +4,7 @@ Stages, one module each: ``fetch`` -> ``extract`` -> ``chunk`` -> (embed, store:
 tied together by ``pipeline``.
 """
 
+from indexes import embedding_text  # defined by the index layer, which indexes the same text
 from ingest._exceptions import ExtractionError, FetchError, IngestError, OutOfScopeError, TooLargeError
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
@@ -29,7 +30,6 @@ from ingest.pipeline import (
     PageFailure,
     ProgressCallback,
     UrlMap,
-    embedding_text,
     page_record,
 )
 from ingest.runner import IngestInputs, run_ingest

@@ -12,6 +12,8 @@ import re
 
 import numpy as np
 
+from indexes import hamming_distance
+
 _WORD = re.compile(r"\w+")
 SHINGLE = 3
 NEAR_DISTANCE = 3
@@ -34,5 +36,5 @@ def simhash(text: str) -> int | None:
     return int("".join("1" if v > 0 else "0" for v in votes), 2)
 
 
-def distance(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
+distance = hamming_distance
+"""Bits that differ between two SimHashes (the index layer's one Hamming distance)."""

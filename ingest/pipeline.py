@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord
+from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord, embedding_text
 from ingest._exceptions import ExtractionError
 from ingest.chunk import ChunkSizes, chunk
 from ingest.dedup import NEAR_DISTANCE, simhash
@@ -218,12 +218,6 @@ def page_record(
         license=extracted.license,
         simhash=simhash,
     )
-
-
-def embedding_text(title: str, heading: str, passage: str) -> str:
-    """What the embedder reads for a passage: its page title and section give it context."""
-    context = title if not heading or heading in passage else f"{title} — {heading}"
-    return f"{context}\n{passage}"
 
 
 class IngestPipeline:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import indexes._store as store_module
+import indexes._passages as store_module
 from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorIndexPolicy
 
 EMBEDDER = HashEmbedder(32)
@@ -68,7 +68,7 @@ def test_refresh_follows_an_ivf_index(tmp_path: Path, monkeypatch: pytest.Monkey
         store(ingest, f"https://a.example/{i}", [f"page {i} alpha {i * 7}", f"page {i} beta {i * 11}"])
     ingest.flush()
     reader = PassageIndex.open(tmp_path, "docs")
-    assert type(reader._faiss).__name__.startswith("IndexIVF")
+    assert type(reader._vectors.faiss_index).__name__.startswith("IndexIVF")
     store(ingest, "https://a.example/new", ["brand new passage here"])
     ingest.remove_page("https://a.example/3")
     assert reader.refresh() is True
@@ -84,7 +84,7 @@ def test_refresh_refuses_when_the_log_no_longer_reaches_back(tmp_path: Path, mon
     store(ingest, "https://a.example/1", ["one first", "one second"])
     ingest.flush()
     reader = PassageIndex.open(tmp_path, "docs")
-    monkeypatch.setattr(store_module, "_REMOVED_LOG_KEEP", 1)
+    monkeypatch.setattr(store_module, "REMOVED_LOG_KEEP", 1)
     store(ingest, "https://a.example/1", ["one replaced", "one again", "one more"])
     ingest.flush()  # prunes the log down to its last removal: the reader misses one
     assert reader.refresh() is False
@@ -172,4 +172,4 @@ def test_reader_snapshot_keeps_vectors_and_sync_point_together(tmp_path: Path) -
 def store_ids(index: PassageIndex) -> list[int]:
     import faiss
 
-    return [int(i) for i in faiss.vector_to_array(index._faiss.id_map)]
+    return [int(i) for i in faiss.vector_to_array(index._vectors.faiss_index.id_map)]

@@ -17,8 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 import indexes
-from indexes import HashEmbedder, PassageIndex, VectorBackend
-from indexes._store import _ADDED_PAGE_COLUMNS, COLLECTION_KEY, DB_FILE
+from indexes import FaissVectorStore, HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorBackend
+from indexes._layout import DB_FILE
+from indexes._schema import ADDED_PAGE_COLUMNS, COLLECTION_KEY
 from ingest import IngestInputs, IngestSettings, run_ingest
 from service.answering.verify import JUDGE_SYSTEM
 from service.cli import app
@@ -36,6 +37,7 @@ VERSIONS: list[tuple[str, VectorBackend]] = [
     ("schema1-pages", "faiss"),  # pages without chunking, no aliases table
     ("schema2-chunking", "faiss"),  # pages with chunking, no aliases table
     ("schema3-qdrant", "qdrant"),  # current tables, vectors in an embedded collection named "docs"
+    ("schema4-faiss", "faiss"),  # current tables, vectors.faiss without a page map (before FaissVectorStore)
 ]
 
 
@@ -63,13 +65,18 @@ def test_fixtures_are_what_their_versions_wrote() -> None:
     schema1, tables1 = columns_and_tables(FIXTURES / "schema1-pages")
     schema2, tables2 = columns_and_tables(FIXTURES / "schema2-chunking")
     schema3, tables3 = columns_and_tables(FIXTURES / "schema3-qdrant")
-    assert not schema1 & set(_ADDED_PAGE_COLUMNS)
-    assert schema2 & set(_ADDED_PAGE_COLUMNS) == {"chunking"}
-    assert schema3 >= set(_ADDED_PAGE_COLUMNS)
+    assert not schema1 & set(ADDED_PAGE_COLUMNS)
+    assert schema2 & set(ADDED_PAGE_COLUMNS) == {"chunking"}
+    assert schema3 >= set(ADDED_PAGE_COLUMNS)
     assert "aliases" not in tables1 | tables2
     assert "aliases" in tables3
     manifest = json.loads((FIXTURES / "schema3-qdrant" / "indexes" / "docs" / "manifest.json").read_text())
     assert manifest["vector_backend"] == "qdrant"
+    schema4, tables4 = columns_and_tables(FIXTURES / "schema4-faiss")
+    assert schema4 >= set(ADDED_PAGE_COLUMNS)
+    assert "aliases" in tables4
+    docs4 = FIXTURES / "schema4-faiss" / "indexes" / "docs"
+    assert sorted(p.name for p in docs4.iterdir()) == ["manifest.json", "passages.sqlite", "vectors.faiss"]
 
 
 def test_a_writable_open_migrates_before_it_writes(old_index: tuple[Path, VectorBackend]) -> None:
@@ -84,7 +91,7 @@ def test_a_writable_open_migrates_before_it_writes(old_index: tuple[Path, Vector
     finally:
         index.close()
     columns, tables = columns_and_tables(data_dir)
-    assert columns >= set(_ADDED_PAGE_COLUMNS)
+    assert columns >= set(ADDED_PAGE_COLUMNS)
     assert "aliases" in tables
     reader = PassageIndex.open(data_dir, "docs", vector_backend=backend)
     try:
@@ -117,6 +124,77 @@ def test_an_old_qdrant_index_keeps_its_collection(tmp_path: Path, monkeypatch: p
         assert conn.execute("SELECT value FROM meta WHERE key=?", (COLLECTION_KEY,)).fetchone() == ("docs",)
     finally:
         conn.close()
+
+
+SCHEMA4_HITS = {
+    # What the code that wrote schema4-faiss (3d21763) returned for these queries, k=6: (passage id, score).
+    "json.load reads a document from a file": [
+        (1, 1.0),
+        (2, 0.474342),
+        (3, 0.239046),
+        (6, 0.0),
+        (5, 0.0),
+        (4, -0.193649),
+    ],
+    "csv.writer writes rows to a file": [
+        (3, 1.0),
+        (5, 0.327327),
+        (1, 0.239046),
+        (4, 0.231455),
+        (2, 0.188982),
+        (6, -0.283473),
+    ],
+    "zlib.compress shrinks bytes": [(5, 1.0), (3, 0.327327), (2, 0.288675), (6, 0.0), (4, 0.0), (1, 0.0)],
+    "rows": [(4, 0.408248), (3, 0.377964), (1, 0.158114), (2, 0.0), (6, -0.25), (5, -0.288675)],
+}
+
+
+def test_the_faiss_format_before_faiss_vector_store_opens_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index FAISS-backed before PassageIndex went through FaissVectorStore: its saved vectors.faiss
+    is served as it is (no rebuild), with the same results, and the index keeps working after an upsert."""
+    shutil.copytree(FIXTURES / "schema4-faiss", tmp_path / "data")
+    data_dir = tmp_path / "data"
+
+    def no_rebuild(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the saved FAISS file was not used")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(FaissVectorStore, "rebuild", no_rebuild)
+        reader = PassageIndex.open(data_dir, "docs")
+    try:
+        for text, expected in SCHEMA4_HITS.items():
+            found = [(h.passage_id, h.score) for h in reader.search(EMBEDDER.embed([text]), k=6)]
+            assert found == [(i, pytest.approx(s, abs=1e-5)) for i, s in expected]
+        assert reader.check_integrity() == []
+    finally:
+        reader.close()
+    writer = PassageIndex.open(data_dir, "docs", read_only=False)
+    try:
+        text = "gzip.open opens a compressed file\ngzip.compress shrinks bytes too"
+        lines = text.split("\n")
+        passages = [PassageRecord(start=0, end=len(lines[0]), text=lines[0])]
+        passages.append(PassageRecord(start=len(lines[0]) + 1, end=len(text), text=lines[1]))
+        page = PageRecord(url="https://docs.example/gzip.html", title="gzip", text=text, content_hash="hash-gzip")
+        assert writer.upsert_page(page, passages, EMBEDDER.embed(lines)).passages == 2
+        writer.remove_page(CSV_URL)
+        writer.flush()
+        assert writer.check_integrity() == []
+    finally:
+        writer.close()
+    with monkeypatch.context() as patch:
+        patch.setattr(FaissVectorStore, "rebuild", no_rebuild)
+        reader = PassageIndex.open(data_dir, "docs")
+    try:
+        assert reader.vector_count == 6
+        assert reader.search(EMBEDDER.embed(["gzip.open opens a compressed file"]), k=1)[0].url.endswith("gzip.html")
+        assert CSV_URL not in {h.url for h in reader.search(EMBEDDER.embed(["csv.writer writes rows to a file"]), k=6)}
+        json_hits = reader.search(EMBEDDER.embed(["json.load reads a document from a file"]), k=2)
+        assert [(h.passage_id, h.score) for h in json_hits] == [(1, pytest.approx(1.0)), (2, pytest.approx(0.474342))]
+        assert reader.check_integrity() == []
+    finally:
+        reader.close()
 
 
 @pytest.fixture
@@ -172,7 +250,7 @@ def test_every_command_opens_migrates_and_uses_an_old_index(cli_env: Path, tmp_p
     run("ingest", "--dir", str(site), "--base-url", "https://docs.example/")
     assert "https://docs.example/gzip.html" in run("search", "gzip.open opens a compressed file")
     columns, tables = columns_and_tables(cli_env)
-    assert columns >= set(_ADDED_PAGE_COLUMNS)
+    assert columns >= set(ADDED_PAGE_COLUMNS)
     assert "aliases" in tables
 
 

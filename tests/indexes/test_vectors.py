@@ -7,7 +7,7 @@ import faiss
 import numpy as np
 import pytest
 
-from indexes import PageRecord, PassageIndex, PassageRecord, VectorIndexPolicy, VectorIndexSpec
+from indexes import FaissVectorStore, PageRecord, PassageIndex, PassageRecord, VectorIndexPolicy, VectorIndexSpec
 from indexes._vectors import configure_search, new_vector_index, spec_of, train_vector_index
 
 DIM = 32
@@ -96,7 +96,7 @@ def test_index_above_the_threshold_is_rebuilt_as_ivf_at_flush(tmp_path: Path, mo
     monkeypatch.setattr(PassageIndex, "vector_policy", SMALL)
     index = new_index(tmp_path)
     vectors = fill(index, 50)
-    assert spec_of(index._faiss) == VectorIndexSpec()  # adds never change the kind
+    assert spec_of(index._vectors.faiss_index) == VectorIndexSpec()  # adds never change the kind
     manifest = index.flush()
     assert manifest.faiss_index == "IVF8,SQ8"
     assert json.loads((index.path / "manifest.json").read_text())["faiss_index"] == "IVF8,SQ8"
@@ -113,14 +113,14 @@ def test_index_above_the_threshold_is_rebuilt_as_ivf_at_flush(tmp_path: Path, mo
     index.flush()
     index.close()
 
-    def no_rebuild(self: PassageIndex, spec: VectorIndexSpec | None = None) -> None:
+    def no_rebuild(self: FaissVectorStore, spec: VectorIndexSpec | None = None) -> None:
         raise AssertionError("reopened by rebuilding, not from the saved file")
 
     with monkeypatch.context() as patch:
-        patch.setattr(PassageIndex, "_rebuild_faiss", no_rebuild)
+        patch.setattr(FaissVectorStore, "rebuild", no_rebuild)
         reopened = PassageIndex.open(tmp_path, "docs")
     assert reopened.manifest().faiss_index == "IVF8,SQ8"
-    assert reopened._faiss.nprobe == SMALL.nprobe_for(8)
+    assert reopened._vectors.faiss_index.nprobe == SMALL.nprobe_for(8)
     assert reopened.vector_count == 484
     assert reopened.search(vectors[7], k=1)[0].text == "passage 7 of https://a.example/0"
 
@@ -161,11 +161,11 @@ def test_a_flat_index_written_before_ivf_opens_unchanged(tmp_path: Path, monkeyp
     index.close()
     monkeypatch.setattr(PassageIndex, "vector_policy", VectorIndexPolicy(ivf_min_passages=20, flat_max_passages=10))
 
-    def no_rebuild(self: PassageIndex, spec: VectorIndexSpec | None = None) -> None:
+    def no_rebuild(self: FaissVectorStore, spec: VectorIndexSpec | None = None) -> None:
         raise AssertionError("rebuilt on open")
 
     with monkeypatch.context() as patch:
-        patch.setattr(PassageIndex, "_rebuild_faiss", no_rebuild)
+        patch.setattr(FaissVectorStore, "rebuild", no_rebuild)
         reader = PassageIndex.open(tmp_path, "docs")
     # Over the (patched) threshold, a reader still serves the Flat file it found ...
     assert reader.manifest().faiss_index == "IDMap2,Flat"

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from indexes import HashEmbedder, PassageIndex
-from indexes._store import DB_FILE
+from indexes._layout import DB_FILE
 from service.cli import app
 from tests.leaks import open_descriptors
 

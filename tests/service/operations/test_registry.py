@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexes import HashEmbedder, IndexNotFoundError, PageRecord, PassageIndex, PassageRecord
+from indexes import FaissVectorStore, HashEmbedder, IndexNotFoundError, PageRecord, PassageIndex, PassageRecord
 from service.answering import RetrievalConfig, Retriever
 from service.operations import IndexRegistry
 from tests.service.helpers import one_page_index
@@ -70,7 +70,7 @@ def test_commits_are_caught_up_without_a_rebuild(data_dir: Path, monkeypatch: py
     def no_rebuild(*_: Any, **__: Any) -> Any:
         raise AssertionError("a reader rebuilt its vectors from the whole store")
 
-    monkeypatch.setattr(PassageIndex, "_rebuild_faiss", no_rebuild)
+    monkeypatch.setattr(FaissVectorStore, "rebuild", no_rebuild)
     ingest = writer(data_dir)
     for i in range(3):  # the manifest lags: the writer never flushes here
         store(ingest, f"https://docs.example/{i}.html", [f"page{i} first line", f"page{i} second line"])
@@ -174,7 +174,7 @@ def test_readers_and_a_writer_in_threads(data_dir: Path) -> None:
 def faiss_ids(index: PassageIndex) -> np.ndarray[Any, np.dtype[np.int64]]:
     import faiss
 
-    return faiss.vector_to_array(index._faiss.id_map)
+    return faiss.vector_to_array(index._vectors.faiss_index.id_map)
 
 
 def test_a_closed_registry_reopens_on_the_next_lease(data_dir: Path) -> None:

@@ -159,11 +159,21 @@ class PassageIndex:
         read_only: bool = True,
         vector_backend: VectorBackend = "faiss",
         qdrant_url: str | None = None,
+        embedder: tuple[str, int] | None = None,
     ) -> PassageIndex:
+        """The index ``name``; with ``embedder`` (model name, dimension), checked to be one that
+        model built (:class:`EmbedderMismatchError` otherwise, and nothing is left open)."""
         path = index_dir(data_dir, name)
         if not (path / DB_FILE).is_file():
             raise IndexNotFoundError(name)
-        return cls._open(path, read_only, vector_backend, qdrant_url)
+        index = cls._open(path, read_only, vector_backend, qdrant_url)
+        if embedder is not None:
+            try:
+                index.check_embedder(*embedder)
+            except BaseException:
+                index.close()
+                raise
+        return index
 
     @classmethod
     def _open(

@@ -33,17 +33,11 @@ def open_index(
     against ``embedder`` when one is given."""
     from indexes import PassageIndex
 
-    index = PassageIndex.open(
+    return PassageIndex.open(
         settings.data_dir,
         name or settings.index,
         read_only=read_only,
         vector_backend=settings.vector_backend,
         qdrant_url=settings.qdrant_url,
+        embedder=None if embedder is None else (embedder.model_name, embedder.dimension),
     )
-    if embedder is not None:
-        try:
-            index.check_embedder(embedder.model_name, embedder.dimension)
-        except BaseException:
-            index.close()
-            raise
-    return index

@@ -52,7 +52,7 @@ def eval_command(
 ) -> None:
     """Measure retrieval, answers, citations and abstention on question sets; optionally gate on floors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, load_embedder
+    from indexes import CitelineIndexError, atomic_write, load_embedder
     from service.answering import Retriever
     from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
     from service.settings import ServiceSettings
@@ -106,11 +106,11 @@ def eval_command(
     out_console.print(table)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"sets": [r.to_json() for r in reports]}, indent=2))
+        atomic_write(out, json.dumps({"sets": [r.to_json() for r in reports]}, indent=2).encode())
     if gate and gate_data is not None:
         if raise_floors_:
             changes = raise_floors(gate_data, totals)
-            gate.write_text(json.dumps(gate_data, indent=2) + "\n")
+            atomic_write(gate, (json.dumps(gate_data, indent=2) + "\n").encode())
             console.print(f"raised floors: {changes or 'none'}")
         failures = check_gate(totals, gate_data["floors"])
         for failure in failures:

@@ -24,14 +24,13 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from ingest import IngestProgress, IngestSummary
+from indexes import atomic_write
 from service.cli._common import IndexOption, app, console, fail
 
 
 def _write_json(path: Path, data: object) -> None:
     """Replace ``path`` atomically: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    atomic_write(path, json.dumps(data, indent=2).encode())
 
 
 def _cap_line(summary: IngestSummary) -> str:

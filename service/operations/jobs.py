@@ -40,7 +40,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import structlog
 
-from indexes import InvalidIndexNameError, validate_index_name
+from indexes import InvalidIndexNameError, atomic_write, validate_index_name
 from ingest import BlockedAddressError, canonical
 from ingest.safety import AddressPolicy, check_url
 from service.exceptions import JobRequestError
@@ -299,9 +299,7 @@ class JobManager:
 
     def _spawn(self, job: Job, spec: JobSpec) -> None:
         spec_path = self.directory / f"{job.id}.spec.json"
-        tmp = spec_path.with_name(f".{spec_path.name}.tmp")
-        tmp.write_bytes(msgspec.json.encode(spec))
-        tmp.replace(spec_path)
+        atomic_write(spec_path, msgspec.json.encode(spec))
         # Every argument is the server's own (a fixed word or a path it chose): the request reaches
         # the child only through the spec file, so no request value can be read as an option.
         args = [
@@ -341,10 +339,8 @@ class JobManager:
 
     def _save(self, job: Job) -> None:
         path = self.directory / f"{job.id}.job.json"
-        tmp = path.with_suffix(".tmp")
         with self._lock:
-            tmp.write_text(json.dumps(asdict(job)))
-        tmp.replace(path)
+            atomic_write(path, json.dumps(asdict(job)).encode())
 
 
 def _alive(pid: int) -> bool:

@@ -141,15 +141,14 @@ class IndexRegistry:
             yield index
 
     def _open(self, name: str) -> PassageIndex:
-        index = PassageIndex.open(
-            self._data_dir, name, read_only=True, vector_backend=self._vector_backend, qdrant_url=self._qdrant_url
+        return PassageIndex.open(
+            self._data_dir,
+            name,
+            read_only=True,
+            vector_backend=self._vector_backend,
+            qdrant_url=self._qdrant_url,
+            embedder=(self._embedding_model, self._dimension),
         )
-        try:
-            index.check_embedder(self._embedding_model, self._dimension)
-        except BaseException:
-            index.close()
-            raise
-        return index
 
     def _retire(self, name: str, entry: _Entry) -> None:
         with self._lock:

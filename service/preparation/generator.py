@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from indexes import atomic_write
 from service.exceptions import ModelPreparationError
 from service.generation import QWEN_MODEL_ID, READY_MARKER, RECIPE_VERSION, is_ready, prepared_model_dir
 
@@ -153,7 +154,7 @@ def prepare_generator(
             "recipe_version": RECIPE_VERSION,
             "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        (ir_dir / READY_MARKER).write_text(json.dumps(marker, indent=2))
+        atomic_write(ir_dir / READY_MARKER, json.dumps(marker, indent=2).encode())
         if final_dir.exists():
             shutil.rmtree(final_dir)
         ir_dir.replace(final_dir)

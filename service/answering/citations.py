@@ -143,6 +143,12 @@ def passage_spans(text: str) -> list[Span]:
     return spans
 
 
+def coverage_of(claim: str, text: str) -> float:
+    """The share of ``claim``'s content tokens that ``text`` holds (0 for a claim with none)."""
+    wanted = content_tokens(claim)
+    return len(wanted & content_tokens(text)) / len(wanted) if wanted else 0.0
+
+
 def best_span(claim: str, passage_text: str) -> tuple[Span, float]:
     """The passage span sharing the most content with ``claim``, and the share of the claim's
     content tokens it covers (0..1). Adjacent spans are joined when they add coverage."""

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 from indexes import Embedder
-from service.answering.citations import Span, best_span, content_tokens
+from service.answering.citations import Span, best_span, content_tokens, coverage_of
 from service.answering.prompt import neutralise
 from service.generation import ChatMessage, Generator
 
@@ -421,8 +421,7 @@ class Verifier:
         span = locate_quote(quoted, passage) if quoted else None
         if span is None:
             return replace(unsure, verdict="unsupported", judged=True)
-        wanted = content_tokens(claim)
-        coverage = len(wanted & content_tokens(span.text)) / len(wanted) if wanted else 0.0
+        coverage = coverage_of(claim, span.text)
         claim_vector, quote_vector = self.embedder.embed([claim, span.text])
         similarity = float(np.dot(claim_vector, quote_vector))
         checked = score_pair(claim, passage, similarity, self.config, self.common_words, match=(span, coverage))

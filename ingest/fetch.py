@@ -32,8 +32,12 @@ from ingest._decode import decode_html
 from ingest._exceptions import FetchError, OutOfScopeError, SkipKind
 from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
 from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache, fetch_with_retries, opt_out_reason
+from ingest.optout import opt_out_reason
+from ingest.pacing import HostPacer
+from ingest.retries import fetch_with_retries
+from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
+from ingest.tdmrep import TdmRepCache
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Links to these are never pages worth extracting; skipping them saves a request each.

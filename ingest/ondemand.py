@@ -17,9 +17,11 @@ from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
 from ingest.extract import extract
 from ingest.fetch import Crawler, CrawlLimits, FetchedPage, NotModified, canonical, make_client
+from ingest.pacing import HostPacer
 from ingest.pipeline import page_record
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
+from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url
+from ingest.tdmrep import TdmRepCache
 
 Validators = tuple[str | None, str | None]
 """(ETag, Last-Modified) of a stored copy: the fetch becomes a conditional GET."""

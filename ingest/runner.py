@@ -17,6 +17,8 @@ import httpx
 from indexes import Embedder, PassageIndex
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes
+from ingest.directories import directory_pages
+from ingest.feeds import feed_urls
 from ingest.fetch import (
     Crawler,
     CrawlItem,
@@ -28,10 +30,13 @@ from ingest.fetch import (
     make_client,
 )
 from ingest.journal import CrawlJournal
+from ingest.pacing import HostPacer
 from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, UrlMap, chain, iterate
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
+from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
-from ingest.sources import WarcRecorder, directory_pages, feed_urls, sitemap_urls, warc_pages
+from ingest.sitemaps import sitemap_urls
+from ingest.tdmrep import TdmRepCache
+from ingest.warc import WarcRecorder, warc_pages
 
 
 @dataclass(frozen=True, slots=True)

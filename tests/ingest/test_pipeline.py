@@ -11,7 +11,7 @@ from indexes import HashEmbedder, PassageIndex, Vectors
 from ingest import IngestInputs, IngestSettings, UrlMap, run_ingest
 from ingest.fetch import FetchedPage
 from ingest.journal import JOURNAL_FILE
-from ingest.sources import warc_pages
+from ingest.warc import warc_pages
 from tests.leaks import open_descriptors
 
 BODY = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"

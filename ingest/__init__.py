@@ -22,13 +22,13 @@ from ingest.fetch import (
 )
 from ingest.journal import CrawlJournal
 from ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
+from ingest.options import IngestOptions, UrlMap
 from ingest.pipeline import (
     IngestPipeline,
     IngestProgress,
     IngestSummary,
     PageFailure,
     ProgressCallback,
-    UrlMap,
     embedding_text,
     page_record,
 )
@@ -49,6 +49,7 @@ __all__ = [
     "FetchedPage",
     "IngestError",
     "IngestInputs",
+    "IngestOptions",
     "IngestPipeline",
     "IngestProgress",
     "IngestSettings",

@@ -22,45 +22,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord
-from ingest._exceptions import ExtractionError
-from ingest.chunk import ChunkSizes, chunk
-from ingest.dedup import NEAR_DISTANCE, simhash
-from ingest.extract import ExtractedPage, extract
+from ingest.chunk import ChunkSizes
+from ingest.dedup import NEAR_DISTANCE
+from ingest.engine import Engine, LocalEngine, PageResult, ProcessedPage
+from ingest.extract import ExtractedPage
 from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
 from ingest.journal import CrawlJournal, JobState
+from ingest.options import IngestOptions
 
 ProgressCallback = Callable[["IngestProgress"], None]
-
-
-@dataclass(frozen=True, slots=True)
-class UrlMap:
-    """Rewrites the fetched URL into the URL that citations link to (mirror -> public site)."""
-
-    rules: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def parse(cls, specs: Iterable[str]) -> UrlMap:
-        """Each spec is ``FETCHED_PREFIX=PUBLIC_PREFIX``."""
-        rules = []
-        for spec in specs:
-            source, sep, target = spec.partition("=")
-            if not sep or not source or not target:
-                raise ValueError(f"bad URL mapping {spec!r}: expected FETCHED_PREFIX=PUBLIC_PREFIX")
-            rules.append((source, target))
-        return cls(tuple(rules))
-
-    def public(self, url: str) -> str:
-        for source, target in self.rules:
-            if url.startswith(source):
-                return target + url[len(source) :]
-        return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,25 +215,29 @@ class IngestPipeline:
         self,
         index: PassageIndex,
         embedder: Embedder,
+        options: IngestOptions | None = None,
         *,
         sizes: ChunkSizes | None = None,
-        url_map: UrlMap | None = None,
         embed_batch_passages: int = 64,
         embed_batch_size: int = 32,
         flush_every_pages: int = 50,
-        keep_gone: bool = False,
-        near_duplicates: bool = True,
+        engine: Engine | None = None,
     ) -> None:
+        """``options`` (its ``url_map``, ``keep_gone`` and ``near_duplicates``) say what to keep;
+        ``sizes`` and the batch sizes come from the settings; ``engine`` says where extraction and
+        embedding run (:class:`~ingest.engine.LocalEngine` when None)."""
         index.check_embedder(embedder.model_name, embedder.dimension)
+        options = options or IngestOptions()
         self._index = index
         self._embedder = embedder
+        self._engine: Engine = engine or LocalEngine()
         self._sizes = sizes or ChunkSizes()
-        self._url_map = url_map or UrlMap()
-        self._batch_passages = embed_batch_passages
+        self._url_map = options.url_map
+        self._batch_passages = self._engine.batch_passages or embed_batch_passages
         self._batch_size = embed_batch_size
         self._flush_every = flush_every_pages
-        self._keep_gone = keep_gone
-        self._near_duplicates = near_duplicates
+        self._keep_gone = options.keep_gone
+        self._near_duplicates = options.near_duplicates
         # Pages prepared in this run but maybe not stored yet: duplicates among them count too.
         self._run_hashes: dict[str, str] = {}
         self._run_simhashes: list[tuple[int, str]] = []
@@ -276,27 +258,10 @@ class IngestPipeline:
         near = self._index.near_duplicate(fingerprint, max_distance=NEAR_DISTANCE, exclude_url=url)
         return _Duplicate(url, near, "near") if near else None
 
-    def _prepare(self, fetched: FetchedPage) -> _Prepared | _Duplicate | None:
-        """Extract and chunk one page; None when its stored copy is identical."""
-        extracted: ExtractedPage = extract(fetched.html, self._url_map.public(fetched.url))
-        return self._decide_page(
-            fetched,
-            extracted,
-            passages=lambda: chunk(extracted.text, extracted.headings, self._sizes),
-            fingerprint=lambda: simhash(extracted.text),
-        )
-
-    def _decide_page(
-        self,
-        fetched: FetchedPage,
-        extracted: ExtractedPage,
-        *,
-        passages: Callable[[], Sequence[PassageRecord]],
-        fingerprint: Callable[[], int | None],
-    ) -> _Prepared | _Duplicate | None:
+    def _decide_page(self, fetched: FetchedPage, processed: ProcessedPage) -> _Prepared | _Duplicate | None:
         """What to do with an extracted page: nothing (stored unchanged), record a duplicate, or store
-        it. ``passages`` and ``fingerprint`` are only computed when needed (an engine that computed
-        them elsewhere passes them back)."""
+        it. Its passages and fingerprint are asked for only when needed. Runs in a worker thread."""
+        extracted, passages, fingerprint = processed.page, processed.passages, processed.fingerprint
         public_url = self._url_map.public(fetched.url)
         stored = self._index.page_version(public_url)
         if stored == (extracted.content_hash, self._sizes.signature):
@@ -317,7 +282,7 @@ class IngestPipeline:
         """Embed and store one batch (then persist the index when ``flush``); runs in a worker thread."""
         texts = [t for item in batch for t in item.embed_texts]
         started = time.perf_counter()
-        vectors = self._embedder.embed(texts, batch_size=self._batch_size)
+        vectors = self._engine.embed(self._embedder, texts, self._batch_size)
         summary.stage_seconds["embed"] += time.perf_counter() - started
         started = time.perf_counter()
         offset = 0
@@ -412,11 +377,13 @@ class IngestPipeline:
 
         ``tap`` sees every item first (a WARC recorder of the crawl, for instance).
 
-        One batch at a time is embedded and stored in a worker thread while the loop goes on
-        fetching, extracting and chunking the next; the loop waits for it only when the next batch
-        is ready, so at most two batches are held. A page is finished in the ``journal`` only once
-        its batch is committed. An error of the embedder or the index is raised (after the batch
-        in flight, if any, has ended): it is not a page's failure.
+        Each page is handed to the engine as it arrives; up to ``engine.lookahead`` pages are in its
+        hands at once, and their results are decided in arrival order. One batch at a time is
+        embedded and stored in a worker thread while the loop goes on fetching, extracting and
+        chunking the next; the loop waits for it only when the next batch is ready, so at most two
+        batches are held. A page is finished in the ``journal`` only once its batch is committed. An
+        error of the embedder or the index is raised (after the batch in flight, if any, has
+        ended): it is not a page's failure.
         """
         summary = summary or IngestSummary(index=self._index.name, seeds=[])
         state = IngestProgress(budget=budget)
@@ -425,6 +392,7 @@ class IngestPipeline:
         pending_passages = 0
         since_flush = 0
         in_flight: asyncio.Future[list[_Prepared]] | None = None
+        processing: deque[tuple[FetchedPage, Awaitable[PageResult]]] = deque()
 
         async def finished(urls: list[str]) -> None:
             # A journal commit fsyncs (synchronous=FULL): on the loop it would stall every fetch.
@@ -458,6 +426,37 @@ class IngestPipeline:
                 state.unchanged, state.failed = summary.pages_unchanged, len(summary.failures)
                 progress(state)
 
+        async def decide_oldest() -> None:
+            """Await the oldest page the engine holds, decide what it is, and act on it."""
+            nonlocal pending_passages
+            item, result = processing.popleft()
+            t0 = time.perf_counter()
+            try:
+                processed = await result
+                prepared = (
+                    None if isinstance(processed, str) else await asyncio.to_thread(self._decide_page, item, processed)
+                )
+            finally:
+                summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
+            if isinstance(processed, str):  # the extraction failed: the page's failure
+                summary.failures.append(PageFailure(item.url, "extract", processed, item.status))
+                summary.skipped["error"] += 1
+                await finished([item.url])
+            elif prepared is None:
+                summary.pages_unchanged += 1
+                await finished([item.url])
+            elif isinstance(prepared, _Duplicate):
+                await asyncio.to_thread(self._record_duplicate, prepared)
+                summary.duplicates += 1
+                await finished([item.url])
+            elif prepared.passages:
+                pending.append(prepared)
+                pending_passages += len(prepared.passages)
+                if pending_passages >= self._batch_passages:
+                    await drain()
+            else:
+                await finished([item.url])
+
         source = aiter(items)
         try:
             while True:
@@ -488,35 +487,21 @@ class IngestPipeline:
                 summary.pages_fetched += 1
                 state.fetched = summary.pages_fetched
                 summary.stage_seconds["fetch"] += item.elapsed
-                t0 = time.perf_counter()
-                try:
-                    prepared = await asyncio.to_thread(self._prepare, item)
-                except ExtractionError as exc:
-                    summary.failures.append(PageFailure(item.url, "extract", exc.reason, item.status))
-                    summary.skipped["error"] += 1
-                    await finished([item.url])
-                    report()
-                    continue
-                finally:
-                    summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
-                if prepared is None:
-                    summary.pages_unchanged += 1
-                    await finished([item.url])
-                elif isinstance(prepared, _Duplicate):
-                    await asyncio.to_thread(self._record_duplicate, prepared)
-                    summary.duplicates += 1
-                    await finished([item.url])
-                elif prepared.passages:
-                    pending.append(prepared)
-                    pending_passages += len(prepared.passages)
-                    if pending_passages >= self._batch_passages:
-                        await drain()
-                else:
-                    await finished([item.url])
+                processing.append((item, self._engine.process(item.html, self._url_map.public(item.url), self._sizes)))
+                while len(processing) >= self._engine.lookahead:
+                    await decide_oldest()
+                report()
+            while processing:
+                await decide_oldest()
                 report()
             await drain()
             await settle()
         finally:
+            for _, result in processing:
+                # Results never awaited (the loop failed): close them rather than leave them to warn.
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
             if in_flight is not None:
                 # The loop failed or was cancelled. A thread cannot be stopped: let it end before the
                 # caller closes the index under it, and journal its pages if they were committed.

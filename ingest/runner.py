@@ -8,9 +8,11 @@ pacing and back-off apply to sitemaps and feeds as much as to pages.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -18,6 +20,7 @@ from indexes import Embedder, PassageIndex
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes
 from ingest.directories import directory_pages
+from ingest.engine import Engine
 from ingest.feeds import feed_urls
 from ingest.fetch import (
     Crawler,
@@ -30,8 +33,9 @@ from ingest.fetch import (
     make_client,
 )
 from ingest.journal import CrawlJournal
+from ingest.options import IngestOptions
 from ingest.pacing import HostPacer
-from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, UrlMap, chain, iterate
+from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, chain, iterate
 from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
 from ingest.sitemaps import sitemap_urls
@@ -102,25 +106,24 @@ async def run_ingest(
     settings: IngestSettings,
     embedder: Embedder,
     inputs: IngestInputs | None = None,
-    index_name: str | None = None,
-    max_pages: int | None = None,
-    max_depth: int = 10,
-    url_map: UrlMap | None = None,
+    options: IngestOptions | None = None,
     progress: ProgressCallback | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-    keep_gone: bool = False,
-    resume: bool = True,
-    record_warc: Path | None = None,
-    pipeline_factory: Callable[..., IngestPipeline] = IngestPipeline,
+    engine: Engine | None = None,
+    **legacy: Any,
 ) -> IngestSummary:
-    """Ingest ``inputs`` (or just ``seeds``) into the named index (created on first use).
+    """Ingest ``inputs`` (or just ``seeds``) into the index ``options`` name (created on first use).
 
-    ``pipeline_factory`` builds the pipeline from the index, the embedder and the pipeline options
-    (the Ray engine passes its own); the crawl around it is the same for every engine."""
+    ``engine`` says where extraction and embedding run (``ingest.ray_engine`` passes a Ray one);
+    the crawl and the pipeline around it are the same for every engine. ``legacy`` takes the
+    fields of :class:`IngestOptions` as keywords (``index_name=``, ``max_pages=``...), the form
+    callers used before ``options``; they override the fields of ``options``."""
     inputs = inputs or IngestInputs(seeds=tuple(seeds))
+    options = dataclasses.replace(options or IngestOptions(), **legacy)
+    max_pages = options.max_pages
     index = PassageIndex.create_or_open(
         settings.data_dir,
-        index_name or settings.index,
+        options.index_name or settings.index,
         embedding_model=embedder.model_name,
         dimension=embedder.dimension,
         vector_backend=settings.vector_backend,
@@ -142,8 +145,8 @@ async def run_ingest(
         budget = max_pages or settings.max_pages
         sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
         policy = AddressPolicy.from_strings(settings.allow_hosts)
-        journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
-        recorder = WarcRecorder(record_warc).__enter__() if record_warc is not None else None
+        journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if options.resume else None
+        recorder = WarcRecorder(options.record_warc).__enter__() if options.record_warc is not None else None
         async with make_client(
             user_agent=settings.user_agent,
             connect_timeout=settings.connect_timeout,
@@ -155,21 +158,21 @@ async def run_ingest(
         ) as client:
             robots = RobotsCache(client, settings.user_agent) if settings.respect_robots else None
             pacer = HostPacer(min_interval=settings.per_host_delay, robots=robots)
-            pipeline = pipeline_factory(
+            pipeline = IngestPipeline(
                 index,
                 embedder,
+                options,
                 sizes=sizes,
-                url_map=url_map,
                 embed_batch_size=settings.embed_batch_size,
                 embed_batch_passages=settings.embed_batch_passages,
-                keep_gone=keep_gone,
+                engine=engine,
             )
             listed, listing_failures, listed_over_cap = await _listed_urls(client, robots, inputs, budget)
             crawler = Crawler(
                 client,
                 CrawlLimits(
                     max_pages=budget,
-                    max_depth=max_depth,
+                    max_depth=options.max_depth,
                     concurrency=settings.concurrency,
                     per_host_delay=settings.per_host_delay,
                     max_page_bytes=settings.max_page_bytes,

@@ -32,6 +32,7 @@ from ingest.pipeline import (
     embedding_text,
     page_record,
 )
+from ingest.retries import parse_retry_after
 from ingest.runner import IngestInputs, run_ingest
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "extract_page",
     "make_client",
     "page_record",
+    "parse_retry_after",
     "run_ingest",
     "scope_prefix",
 ]

@@ -4,13 +4,12 @@ the URLs it lists kept once each."""
 from __future__ import annotations
 
 import asyncio
-import zlib
 from dataclasses import dataclass
 
 import httpx
 
-from ingest._exceptions import FetchError, TooLargeError
-from ingest.bounded import ACCEPT_HEADERS, read_bounded, send_following
+from ingest._exceptions import FetchError
+from ingest.bounded import ACCEPT_HEADERS, gunzip_bounded, read_bounded, send_following
 from ingest.fetch import canonical
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -51,31 +50,8 @@ async def fetch_document(client: httpx.AsyncClient, url: str, *, max_bytes: int)
     for _ in range(2):
         if not data.startswith(_GZIP_MAGIC):
             break
-        data, charset = await asyncio.to_thread(gunzip, data, url=url, max_bytes=max_bytes), None
+        data, charset = await asyncio.to_thread(gunzip_bounded, data, max_bytes, url), None
     return Download(final_url, data, charset)
-
-
-def gunzip(data: bytes, *, url: str, max_bytes: int) -> bytes:
-    """Decompress gzip (all members) but never past ``max_bytes`` of output: a bomb stops at the cap."""
-    out = bytearray()
-    decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    pending = data
-    try:
-        while pending:
-            out.extend(decompressor.decompress(pending, max_bytes + 1 - len(out)))
-            if len(out) > max_bytes:
-                raise TooLargeError(url, f"decompresses to more than {max_bytes} bytes")
-            if not decompressor.eof:
-                pending = decompressor.unconsumed_tail
-                continue
-            pending = decompressor.unused_data
-            if not pending.startswith(_GZIP_MAGIC):
-                break
-            decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    except zlib.error as exc:
-        raise FetchError(url, f"corrupt gzip data: {exc}") from exc
-    # A truncated stream leaves what decompressed so far; the parsers keep whatever entries are whole.
-    return bytes(out)
 
 
 class UniqueUrls:

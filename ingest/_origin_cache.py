@@ -1,8 +1,7 @@
 """One small file per origin (robots.txt, tdmrep.json): fetched once through the caller's client with a
 cap, shared by every caller, and kept in a bounded cache until it expires.
 
-cachetools is not used: its caches bound either entries or size (not both), refuse an entry larger than
-the whole bound where this keeps the newest, and hold no per-key lock for a load in flight.
+Not cachetools: its caches bound entries or size, not both, and hold no per-key lock while a load is awaited.
 """
 
 from __future__ import annotations
@@ -51,6 +50,11 @@ class Body:
     url: str
     content: bytes
     truncated: bool
+
+    @property
+    def text(self) -> str:
+        """The content as UTF-8, which robots.txt (RFC 9309) and tdmrep.json (JSON) must be, BOM dropped."""
+        return self.content.decode("utf-8", errors="replace").removeprefix("\ufeff")
 
 
 async def get_capped(client: httpx.AsyncClient, url: str, *, max_bytes: int, limit_s: float) -> Body:

@@ -3,9 +3,7 @@
 The feed is fetched through the caller's ``httpx.AsyncClient`` (robots, rate limits, address filtering
 apply) and parsed with lxml, without entities or network.
 
-feedparser is not used: it resolves, sanitises and re-decodes everything an entry holds where only the
-item links are wanted, and its loose parser differs from the RSS 1.0 ``rdf:about`` / ``guid
-isPermaLink`` / Atom ``rel`` rules pinned by the tests; lxml is already the markup parser.
+Not feedparser: it parses and sanitises whole entries where only the links are wanted, and never rejects a non-feed.
 """
 
 from __future__ import annotations

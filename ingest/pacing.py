@@ -7,10 +7,11 @@ import asyncio
 import math
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from cachetools import LRUCache
 
 from ingest._clock import Clock, Sleep
 from ingest.retries import parse_retry_after
@@ -58,8 +59,7 @@ class HostPacer:
         self._wall_clock = wall_clock
         self._sleep = sleep
         self._rand = rand
-        self._max_hosts = max_hosts
-        self._hosts: OrderedDict[str, _HostTurns] = OrderedDict()
+        self._hosts: LRUCache[str, _HostTurns] = LRUCache(maxsize=max_hosts)
 
     def __len__(self) -> int:
         return len(self._hosts)
@@ -68,13 +68,9 @@ class HostPacer:
         host = urlsplit(url).hostname
         if not host:
             raise ValueError(f"no host in {url!r}")
-        turns = self._hosts.get(host)
+        turns = self._hosts.get(host)  # a hit makes the host the most recently used
         if turns is None:
-            turns = self._hosts[host] = _HostTurns()
-            if len(self._hosts) > self._max_hosts:
-                self._hosts.popitem(last=False)
-        else:
-            self._hosts.move_to_end(host)
+            turns = self._hosts[host] = _HostTurns()  # the least recently used host goes when full
         return turns
 
     async def interval(self, url: str) -> float:

@@ -1,15 +1,14 @@
-"""Retrying a request the server answered 429 or 503: :func:`fetch_with_retries`, and the one
-``Retry-After`` parser (:func:`parse_retry_after`, :func:`retry_after_seconds`) of every layer.
+"""Retrying a request the server answered 429 or 503 (:func:`fetch_with_retries`), and the one
+``Retry-After`` parser of every layer (:func:`parse_retry_after`, exported by ``ingest``).
 
-stamina/tenacity are not used: the retry loop is async and interleaves with per-host pacing (each try
-waits the host's turn, and a back-off pauses the whole host for every caller), which their per-call
-retry decorators do not model.
+Not stamina/tenacity: each try first waits the host's turn and a back-off pauses the host for every caller (pacing).
 """
 
 from __future__ import annotations
 
 import email.utils
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import TYPE_CHECKING
@@ -22,11 +21,11 @@ if TYPE_CHECKING:
 RETRY_STATUSES = frozenset({429, 503})
 
 
-def parse_retry_after(value: str | None, *, now: float) -> float | None:
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds a ``Retry-After`` value asks to wait (delta-seconds or HTTP-date), or None if unreadable.
 
-    ``now`` is the wall-clock time (``time.time()``) an HTTP-date is measured from; a date in the past
-    gives 0.
+    Delta-seconds are digits only (RFC 9110 10.2.3: ``1.5`` or ``-1`` is unreadable). ``now`` is the
+    wall-clock time an HTTP-date is measured from (default ``time.time()``); a date in the past gives 0.
     """
     if value is None or not (value := value.strip()):
         return None
@@ -38,7 +37,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 async def fetch_with_retries(

@@ -137,7 +137,7 @@ class RobotsCache:
         except Exception as exc:  # any failure to reach it (network, timeout, a guard in the client) disallows all
             return self._unreachable(robots_url, None, f"unreachable ({type(exc).__name__})")
         if 200 <= body.status < 300:
-            text = body.content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+            text = body.text
             outcome = "parsed"
             if body.truncated:
                 text = text.rpartition("\n")[0]

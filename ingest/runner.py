@@ -18,28 +18,24 @@ import httpx
 
 from indexes import Embedder, PassageIndex
 from ingest._settings import IngestSettings
-from ingest.chunk import ChunkSizes
+from ingest._wiring import settings_client, settings_limits, settings_politeness
 from ingest.directories import directory_pages
 from ingest.engine import Engine
 from ingest.feeds import feed_urls
 from ingest.fetch import (
     Crawler,
     CrawlItem,
-    CrawlLimits,
     CrawlScope,
     FetchedPage,
     FetchFailure,
     canonical,
-    make_client,
 )
 from ingest.journal import CrawlJournal
 from ingest.options import IngestOptions
-from ingest.pacing import HostPacer
 from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, chain, iterate
 from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
 from ingest.sitemaps import sitemap_urls
-from ingest.tdmrep import TdmRepCache
 from ingest.warc import WarcRecorder, warc_pages
 
 
@@ -143,26 +139,17 @@ async def run_ingest(
         # A crawl needs a cap (a site can be endless); a directory or WARC is already a finite list,
         # so only a cap the caller asked for stops it.
         budget = max_pages or settings.max_pages
-        sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
         policy = AddressPolicy.from_strings(settings.allow_hosts)
         journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if options.resume else None
         recorder = WarcRecorder(options.record_warc).__enter__() if options.record_warc is not None else None
-        async with make_client(
-            user_agent=settings.user_agent,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_redirects=settings.max_redirects,
-            concurrency=settings.concurrency,
-            transport=transport,
-            policy=policy,
-        ) as client:
-            robots = RobotsCache(client, settings.user_agent) if settings.respect_robots else None
-            pacer = HostPacer(min_interval=settings.per_host_delay, robots=robots)
+        async with settings_client(settings, policy, transport=transport) as client:
+            polite = settings_politeness(settings, client)
+            robots = polite.robots
             pipeline = IngestPipeline(
                 index,
                 embedder,
                 options,
-                sizes=sizes,
+                sizes=settings.chunk_sizes(),
                 embed_batch_size=settings.embed_batch_size,
                 embed_batch_passages=settings.embed_batch_passages,
                 engine=engine,
@@ -170,19 +157,11 @@ async def run_ingest(
             listed, listing_failures, listed_over_cap = await _listed_urls(client, robots, inputs, budget)
             crawler = Crawler(
                 client,
-                CrawlLimits(
-                    max_pages=budget,
-                    max_depth=options.max_depth,
-                    concurrency=settings.concurrency,
-                    per_host_delay=settings.per_host_delay,
-                    max_page_bytes=settings.max_page_bytes,
-                    total_timeout=settings.total_timeout,
-                    max_retries=settings.max_retries,
-                ),
+                settings_limits(settings, max_pages=budget, max_depth=options.max_depth),
                 scope=inputs.scope,
                 robots=robots,
-                tdm=TdmRepCache(client),
-                pacer=pacer,
+                tdm=polite.tdm,
+                pacer=polite.pacer,
                 policy=policy,
                 validators=pipeline.validators if settings.conditional_get else None,
                 link_store=journal,

@@ -161,7 +161,7 @@ class TdmRepCache:
         if body.truncated:
             log.warning("%s ignored: larger than %d bytes", url, self._max_bytes)
             return (), self._max_age, ENTRY_BYTES
-        text = body.content.decode("utf-8", errors="replace").removeprefix("\ufeff")
+        text = body.text
         return parse_tdmrep(text), self._max_age, ENTRY_BYTES + _TDMREP_BYTES_PER_BYTE * len(text)
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
 
+from ingest import parse_retry_after
 from ingest.pacing import HostPacer
-from ingest.retries import fetch_with_retries, parse_retry_after
+from ingest.retries import fetch_with_retries
 from tests.ingest.polite import FakeClock
 
 
@@ -22,6 +24,13 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(email.utils.formatdate(now + 90, usegmt=True), now=now) == pytest.approx(90.0)
     for bad in (None, "", "-5", "1.5", "tomorrow", "Mon, 99 Foo 2024"):
         assert parse_retry_after(bad, now=now) is None
+
+
+def test_parse_retry_after_measures_a_date_from_the_wall_clock_by_default() -> None:
+    """The form the service calls: the header value alone."""
+    later = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    assert parse_retry_after("7") == 7.0
+    assert 3590 < (parse_retry_after(later) or 0) <= 3600
 
 
 def responses(

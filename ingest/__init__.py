@@ -23,17 +23,10 @@ from ingest.fetch import (
 from ingest.journal import CrawlJournal
 from ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
 from ingest.options import IngestOptions, UrlMap
-from ingest.pipeline import (
-    IngestPipeline,
-    IngestProgress,
-    IngestSummary,
-    PageFailure,
-    ProgressCallback,
-    embedding_text,
-    page_record,
-)
+from ingest.pipeline import IngestPipeline, embedding_text, page_record
 from ingest.retries import parse_retry_after
 from ingest.runner import IngestInputs, run_ingest
+from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
 __all__ = [
     "BlockedAddressError",

@@ -31,8 +31,8 @@ from ingest.dedup import simhash
 from ingest.engine import PageResult, ProcessedPage
 from ingest.extract import ExtractedPage, extract
 from ingest.options import IngestOptions
-from ingest.pipeline import IngestSummary, ProgressCallback
 from ingest.runner import IngestInputs, run_ingest
+from ingest.summary import IngestSummary, ProgressCallback
 
 EmbedderFactory = Callable[[], Embedder]
 """Builds the embedder inside each actor; it must pickle (a module-level function or a partial)."""

@@ -32,10 +32,12 @@ from ingest.fetch import (
 )
 from ingest.journal import CrawlJournal
 from ingest.options import IngestOptions
-from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, chain, iterate
+from ingest.pipeline import IngestPipeline
 from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
 from ingest.sitemaps import sitemap_urls
+from ingest.streams import chain, iterate
+from ingest.summary import IngestSummary, ProgressCallback
 from ingest.warc import WarcRecorder, warc_pages
 
 

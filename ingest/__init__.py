@@ -1,7 +1,9 @@
 """citeline's ingest layer: build indexes from web pages. Imports only ``indexes``.
 
 Stages, one module each: ``fetch`` -> ``extract`` -> ``chunk`` -> (embed, store: ``indexes``),
-tied together by ``pipeline``.
+tied together by ``pipeline`` (where extraction and embedding run: ``engine``; the run's knobs:
+``options``; wired from settings by ``runner``). Inputs besides a crawl: ``sitemaps``, ``feeds``,
+``directories``, ``warc``. Politeness: ``robots``, ``pacing``, ``retries``, ``tdmrep``, ``optout``.
 """
 
 from ingest._exceptions import ExtractionError, FetchError, IngestError, OutOfScopeError, TooLargeError

@@ -1,8 +1,9 @@
 """The ingest pipeline: fetch -> extract -> dedup -> chunk -> embed -> store, with a run summary.
 
-Fetching is asynchronous and keeps going while extraction and embedding run in worker threads,
-and a batch of passages is embedded and stored while the next pages are extracted and chunked, so
-the embedder, by far the slowest stage, is seldom idle. Pages are written one at a time in their
+Fetching is asynchronous and keeps going while extraction and embedding run elsewhere (worker
+threads, or Ray: the :class:`~ingest.engine.Engine` decides; this loop and its decisions are the same
+for both), and a batch of passages is embedded and stored while the next pages are extracted and
+chunked, so the embedder, by far the slowest stage, is seldom idle. Pages are written one at a time in their
 own transaction (see ``indexes``), so a run that dies keeps every page it finished, and a
 :class:`CrawlJournal` lets the same command resume the job.
 

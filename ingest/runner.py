@@ -117,6 +117,8 @@ async def run_ingest(
     fields of :class:`IngestOptions` as keywords (``index_name=``, ``max_pages=``...), the form
     callers used before ``options``; they override the fields of ``options``."""
     inputs = inputs or IngestInputs(seeds=tuple(seeds))
+    if "url_map" in legacy and legacy["url_map"] is None:  # the keyword form's "no mapping"
+        del legacy["url_map"]
     options = dataclasses.replace(options or IngestOptions(), **legacy)
     max_pages = options.max_pages
     index = PassageIndex.create_or_open(

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from indexes import Embedder, Vectors, load_embedder
-from ingest import IngestPipeline, IngestSettings, run_ingest
+from ingest import IngestOptions, IngestPipeline, IngestSettings, run_ingest
 
 DOCS = PYTHON_DOCS
 TARGET = 1.15
@@ -69,7 +69,9 @@ def ingest_once(embedder: RecordingEmbedder, seed: str, pages: int, *, overlap: 
             data_dir=Path(data_dir), index="bench", allow_hosts=["127.0.0.1"], per_host_delay=0.0, max_pages=pages
         )
         started = time.perf_counter()
-        summary = asyncio.run(run_ingest([seed], settings=settings, embedder=embedder, max_pages=pages))
+        summary = asyncio.run(
+            run_ingest([seed], settings=settings, embedder=embedder, options=IngestOptions(max_pages=pages))
+        )
         wall = time.perf_counter() - started
     stages = summary.stage_seconds
     return {

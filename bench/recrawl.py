@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from indexes import SentenceTransformerEmbedder, load_embedder
-from ingest import IngestSettings, IngestSummary, run_ingest
+from ingest import IngestOptions, IngestSettings, IngestSummary, run_ingest
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html"
@@ -39,7 +39,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
 
 def _run(settings: IngestSettings, embedder: SentenceTransformerEmbedder, seed: str, pages: int) -> IngestSummary:
-    return asyncio.run(run_ingest([seed], settings=settings, embedder=embedder, index_name="bench", max_pages=pages))
+    return asyncio.run(
+        run_ingest(
+            [seed], settings=settings, embedder=embedder, options=IngestOptions(index_name="bench", max_pages=pages)
+        )
+    )
 
 
 def main() -> None:

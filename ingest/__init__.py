@@ -1,7 +1,9 @@
 """citeline's ingest layer: build indexes from web pages. Imports only ``indexes``.
 
 Stages, one module each: ``fetch`` -> ``extract`` -> ``chunk`` -> (embed, store: ``indexes``),
-tied together by ``pipeline``.
+tied together by ``pipeline`` (where extraction and embedding run: ``engine``; the run's knobs:
+``options``; wired from settings by ``runner``). Inputs besides a crawl: ``sitemaps``, ``feeds``,
+``directories``, ``warc``. Politeness: ``robots``, ``pacing``, ``retries``, ``tdmrep``, ``optout``.
 """
 
 from indexes import embedding_text  # defined by the index layer, which indexes the same text
@@ -23,16 +25,11 @@ from ingest.fetch import (
 )
 from ingest.journal import CrawlJournal
 from ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
-from ingest.pipeline import (
-    IngestPipeline,
-    IngestProgress,
-    IngestSummary,
-    PageFailure,
-    ProgressCallback,
-    UrlMap,
-    page_record,
-)
+from ingest.options import IngestOptions, UrlMap
+from ingest.pipeline import IngestPipeline, page_record
+from ingest.retries import parse_retry_after
 from ingest.runner import IngestInputs, run_ingest
+from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
 __all__ = [
     "BlockedAddressError",
@@ -49,6 +46,7 @@ __all__ = [
     "FetchedPage",
     "IngestError",
     "IngestInputs",
+    "IngestOptions",
     "IngestPipeline",
     "IngestProgress",
     "IngestSettings",
@@ -68,6 +66,7 @@ __all__ = [
     "extract_page",
     "make_client",
     "page_record",
+    "parse_retry_after",
     "run_ingest",
     "scope_prefix",
 ]

@@ -1,4 +1,7 @@
-"""Decode page bytes to text the way browsers do: BOM, declared charset, in-document charset, guess."""
+"""Decode page bytes to text the way browsers do: BOM, declared charset, in-document charset, guess.
+
+Not w3lib: html_to_unicode reads a meta-declared UTF-16 as UTF-16-BE (browsers: UTF-8); charset-normalizer guesses.
+"""
 
 from __future__ import annotations
 

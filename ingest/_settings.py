@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from indexes import CitelineSettings
+from ingest.chunk import ChunkSizes
 
 
 class IngestSettings(CitelineSettings):
@@ -52,3 +53,7 @@ class IngestSettings(CitelineSettings):
     """Hard cap on passage length in words; longer lines are split at sentence ends."""
     passage_min_words: int = 25
     """Passages shorter than this are merged into the next one where possible."""
+
+    def chunk_sizes(self) -> ChunkSizes:
+        """The passage sizes these settings ask for, as the chunker takes them."""
+        return ChunkSizes(self.passage_words, self.passage_max_words, self.passage_min_words)

@@ -1,9 +1,11 @@
 """Read an HTTP body from the network with a bound on its decoded size, whatever the server sends.
 
 Every body citeline reads off the network (pages, robots.txt, tdmrep.json, sitemaps, feeds, live
-pages, web search answers) is read by :func:`read_bounded` or :func:`read_prefix`. httpx would undo
-``Content-Encoding`` itself, one whole network chunk at a time: 64 KiB of gzipped zeros become 64 MiB
-and a few hundred bytes of brotli can become gigabytes before any size cap looks at them. So:
+pages, web search answers) is read by :func:`read_bounded` or :func:`read_prefix` (a synchronous
+client's by :func:`read_prefix_sync`), and a body that is itself a gzip file is unpacked by
+:func:`gunzip_bounded`, all through one :class:`BoundedDecoder`. httpx would undo ``Content-Encoding``
+itself, one whole network chunk at a time: 64 KiB of gzipped zeros become 64 MiB and a few hundred
+bytes of brotli can become gigabytes before any size cap looks at them. So:
 
 * requests advertise only the encodings whose decoder can be stopped at the cap
   (:data:`ACCEPT_ENCODING`, identity, gzip and deflate: zlib takes a ``max_length``);
@@ -91,9 +93,9 @@ class BoundedDecoder:
                 self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
             try:
                 out += self._zlib.decompress(data, want - len(out))
-            except zlib.error:
+            except zlib.error as exc:
                 if not self._raw_deflate or self.size or out:
-                    raise FetchError(self._url, "corrupt compressed body", kind="error") from None
+                    raise FetchError(self._url, "corrupt compressed body", kind="error") from exc
                 self._zlib, self._raw_deflate = zlib.decompressobj(-zlib.MAX_WBITS), False
                 continue
             self._raw_deflate = False
@@ -121,6 +123,20 @@ async def read_prefix(response: httpx.Response, limit: int, url: str) -> tuple[b
     return bytes(body), decoder.over
 
 
+def read_prefix_sync(response: httpx.Response, limit: int, url: str) -> tuple[bytes, bool]:
+    """:func:`read_prefix` for a response of a synchronous ``httpx.Client`` streamed with ``stream()``."""
+    decoder = BoundedDecoder(response.headers.get("content-encoding"), limit, url)
+    if response.is_stream_consumed:  # already read and decoded by httpx: see read_prefix
+        content = response.content
+        return content[:limit], len(content) > limit
+    body = bytearray()
+    for raw in response.iter_raw():
+        body += decoder.feed(raw)
+        if decoder.over:
+            break
+    return bytes(body), decoder.over
+
+
 async def read_bounded(response: httpx.Response, limit: int, url: str) -> bytes:
     """The whole decoded body, or ``TooLargeError`` (kind ``size``) as soon as it passes ``limit`` bytes."""
     decoded_here = not response.is_stream_consumed and bool(
@@ -131,6 +147,23 @@ async def read_bounded(response: httpx.Response, limit: int, url: str) -> bytes:
         what = "decompresses to more than" if decoded_here else "body larger than"
         raise TooLargeError(url, f"{what} {limit} bytes", kind="size")
     return body
+
+
+def gunzip_bounded(data: bytes, limit: int, url: str) -> bytes:
+    """The content of a body that is itself a gzip file (a ``.xml.gz`` sitemap), every member, never
+    decompressed past ``limit`` bytes: :class:`BoundedDecoder` does the work, as for a gzip
+    Content-Encoding. A truncated stream gives what decompressed so far.
+
+    Raises ``TooLargeError`` past the cap and ``FetchError`` for corrupt data.
+    """
+    decoder = BoundedDecoder("gzip", limit, url)
+    try:
+        out = decoder.feed(data)
+    except FetchError as exc:
+        raise FetchError(url, f"corrupt gzip data: {exc.__cause__}") from exc.__cause__
+    if decoder.over:
+        raise TooLargeError(url, f"decompresses to more than {limit} bytes")
+    return out
 
 
 Hop = Callable[[httpx.URL], Awaitable[None]]

@@ -5,13 +5,13 @@ and the runner a client whose transport refuses private addresses (``ingest.safe
 raises for one bad page: every seed and discovered link ends as a :class:`FetchedPage`, a
 :class:`NotModified` or a :class:`FetchFailure` whose ``kind`` says why it was skipped.
 
-Per request, in order: scope and scheme checks, robots.txt (``ingest.politeness``), the host's
-turn (at most one request per ``per_host_delay`` or the robots Crawl-delay), the request itself
-(conditional when the index holds validators for the page; 429/503 retried with back-off), each
-redirect hop checked like the first URL (address guard, robots.txt, the host's turn) before it is
-requested, a content-type check, a decoded-size cap enforced while decompressing (``ingest.bounded``:
-a gzip bomb stops at the cap, an encoding that cannot be bounded is refused), charset detection,
-then the owner's AI opt-outs (``noindex``/``noai``/TDMRep).
+Per request, in order: scope and scheme checks, robots.txt (``ingest.robots``), the host's turn
+(``ingest.pacing``: at most one request per ``per_host_delay`` or the robots Crawl-delay), the request
+itself (conditional when the index holds validators for the page; 429/503 retried with back-off by
+``ingest.retries``), each redirect hop checked like the first URL (address guard, robots.txt, the
+host's turn) before it is requested, a content-type check, a decoded-size cap enforced while
+decompressing (``ingest.bounded``: a gzip bomb stops at the cap, an encoding that cannot be bounded is
+refused), charset detection, then the owner's AI opt-outs (``ingest.optout``: ``noindex``/``noai``/TDMRep).
 """
 
 from __future__ import annotations
@@ -32,8 +32,12 @@ from ingest._decode import decode_html
 from ingest._exceptions import FetchError, OutOfScopeError, SkipKind
 from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
 from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache, fetch_with_retries, opt_out_reason
+from ingest.optout import opt_out_reason
+from ingest.pacing import HostPacer
+from ingest.retries import fetch_with_retries
+from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
+from ingest.tdmrep import TdmRepCache
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Links to these are never pages worth extracting; skipping them saves a request each.

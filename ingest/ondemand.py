@@ -14,11 +14,11 @@ import httpx
 
 from indexes import PageRecord, PassageRecord
 from ingest._settings import IngestSettings
+from ingest._wiring import settings_client, settings_limits, settings_politeness
 from ingest.chunk import ChunkSizes, chunk
 from ingest.extract import extract
-from ingest.fetch import Crawler, CrawlLimits, FetchedPage, NotModified, canonical, make_client
+from ingest.fetch import Crawler, FetchedPage, NotModified, canonical
 from ingest.pipeline import page_record
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url
 
 Validators = tuple[str | None, str | None]
@@ -43,28 +43,12 @@ class OnDemandFetcher:
     ) -> None:
         # Not ``allow_hosts``: a network opened for ingest stays closed to question-time fetches.
         self.policy = AddressPolicy.from_strings(settings.live_allow_hosts)
-        self._client = make_client(
-            user_agent=settings.user_agent,
-            connect_timeout=min(settings.connect_timeout, timeout_s),
-            read_timeout=min(settings.read_timeout, timeout_s),
-            max_redirects=settings.max_redirects,
-            concurrency=settings.concurrency,
-            transport=transport,
-            policy=self.policy,
-        )
-        self._robots = (
-            RobotsCache(self._client, settings.user_agent, fetch_timeout=timeout_s) if settings.respect_robots else None
-        )
-        self._tdm = TdmRepCache(self._client, fetch_timeout=timeout_s)
-        self._pacer = HostPacer(min_interval=per_host_delay, robots=self._robots)
-        self._limits = CrawlLimits(
-            max_pages=1,
-            max_depth=0,
-            concurrency=settings.concurrency,
-            per_host_delay=per_host_delay,
-            max_page_bytes=settings.max_page_bytes,
-            total_timeout=timeout_s,
-            max_retries=0,
+        self._client = settings_client(settings, self.policy, transport=transport, timeout_s=timeout_s)
+        polite = settings_politeness(settings, self._client, per_host_delay=per_host_delay, fetch_timeout=timeout_s)
+        self._robots, self._tdm, self._pacer = polite.robots, polite.tdm, polite.pacer
+        # Answers to 429/503 are not retried: a question cannot wait for a back-off.
+        self._limits = settings_limits(
+            settings, max_pages=1, max_depth=0, per_host_delay=per_host_delay, total_timeout=timeout_s, max_retries=0
         )
 
     def check(self, url: str) -> str:

@@ -1,8 +1,9 @@
 """The ingest pipeline: fetch -> extract -> dedup -> chunk -> embed -> store, with a run summary.
 
-Fetching is asynchronous and keeps going while extraction and embedding run in worker threads,
-and a batch of passages is embedded and stored while the next pages are extracted and chunked, so
-the embedder, by far the slowest stage, is seldom idle. Pages are written one at a time in their
+Fetching is asynchronous and keeps going while extraction and embedding run elsewhere (worker
+threads, or Ray: the :class:`~ingest.engine.Engine` decides; this loop and its decisions are the same
+for both), and a batch of passages is embedded and stored while the next pages are extracted and
+chunked, so the embedder, by far the slowest stage, is seldom idle. Pages are written one at a time in their
 own transaction (see ``indexes``), so a run that dies keeps every page it finished, and a
 :class:`CrawlJournal` lets the same command resume the job.
 
@@ -20,161 +21,23 @@ What happens to each:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections import deque
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord, embedding_text
-from ingest._exceptions import ExtractionError
-from ingest.chunk import ChunkSizes, chunk
-from ingest.dedup import NEAR_DISTANCE, simhash
-from ingest.extract import ExtractedPage, extract
+from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord, embedding_text, hamming_distance
+from ingest.chunk import ChunkSizes
+from ingest.dedup import NEAR_DISTANCE
+from ingest.engine import Engine, LocalEngine, PageResult, ProcessedPage
+from ingest.extract import ExtractedPage
 from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
 from ingest.journal import CrawlJournal, JobState
-
-ProgressCallback = Callable[["IngestProgress"], None]
-
-
-@dataclass(frozen=True, slots=True)
-class UrlMap:
-    """Rewrites the fetched URL into the URL that citations link to (mirror -> public site)."""
-
-    rules: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def parse(cls, specs: Iterable[str]) -> UrlMap:
-        """Each spec is ``FETCHED_PREFIX=PUBLIC_PREFIX``."""
-        rules = []
-        for spec in specs:
-            source, sep, target = spec.partition("=")
-            if not sep or not source or not target:
-                raise ValueError(f"bad URL mapping {spec!r}: expected FETCHED_PREFIX=PUBLIC_PREFIX")
-            rules.append((source, target))
-        return cls(tuple(rules))
-
-    def public(self, url: str) -> str:
-        for source, target in self.rules:
-            if url.startswith(source):
-                return target + url[len(source) :]
-        return url
-
-
-@dataclass(frozen=True, slots=True)
-class PageFailure:
-    url: str
-    stage: str
-    """``fetch`` or ``extract``."""
-    reason: str
-    status: int | None = None
-    kind: str = "error"
-    """``robots``, ``opt_out``, ``scope``, ``size``, ``type``, ``blocked``, ``gone`` or ``error``."""
-
-
-@dataclass(slots=True)
-class IngestProgress:
-    fetched: int = 0
-    indexed: int = 0
-    unchanged: int = 0
-    failed: int = 0
-    passages: int = 0
-    budget: int = 0
-
-
-SKIP_KINDS = ("robots", "opt_out", "scope", "size", "type", "blocked", "error")
-
-
-@dataclass(slots=True)
-class IngestSummary:
-    index: str
-    seeds: list[str]
-    pages_fetched: int = 0
-    """Pages whose body was downloaded (a 304 is not counted here)."""
-    pages_new: int = 0
-    pages_updated: int = 0
-    """Pages stored before whose text changed: their passages were replaced."""
-    pages_unchanged: int = 0
-    """Pages already stored with identical text, or answered 304: nothing re-embedded."""
-    pages_not_modified: int = 0
-    """Of the unchanged, those the server answered 304 to a conditional GET."""
-    pages_removed: int = 0
-    """Stored pages removed (or marked gone) because they answered 404/410 or now opt out."""
-    pages_gone: int = 0
-    """Pages that answered 404/410."""
-    duplicates: int = 0
-    """Pages recorded as aliases of a stored page (exact or near duplicate), not indexed again."""
-    passages_added: int = 0
-    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKIP_KINDS, 0))
-    """Pages not kept, by reason."""
-    failures: list[PageFailure] = field(default_factory=list)
-    resumed: bool = False
-    """The run picked up an interrupted job of the same command."""
-    resumed_done: int = 0
-    """URLs the interrupted run had finished, not fetched again."""
-    seconds: float = 0.0
-    stage_seconds: dict[str, float] = field(
-        default_factory=lambda: {"fetch": 0.0, "fetch_wait": 0.0, "extract_chunk": 0.0, "embed": 0.0, "store": 0.0}
-    )
-    """Seconds spent per stage. Stages overlap, so these add up to more than :attr:`seconds`:
-    ``fetch`` sums every page's download time (several are in flight at once); ``fetch_wait`` is
-    the time the pipeline sat waiting for the next page, the part of fetching nothing overlapped;
-    ``extract_chunk``, ``embed`` and ``store`` (index writes and flushes) are busy time."""
-    index_pages: int = 0
-    index_passages: int = 0
-    page_cap: int | None = None
-    """``max_pages`` of the run: None when nothing capped it (a ``--dir`` or WARC run without one)."""
-    left_by_cap: dict[str, int] = field(default_factory=dict)
-    """What the cap left out, by input: ``urls`` found by the crawl (or listed by a sitemap or feed:
-    at least one past the cap is counted there) but never fetched, ``files`` of ``--dir`` and
-    ``warc_records`` (responses) never read. Empty when the cap stopped nothing."""
-
-    @property
-    def pages_indexed(self) -> int:
-        """Pages stored by this run (new, or changed since the last run)."""
-        return self.pages_new + self.pages_updated
-
-    @property
-    def pages_per_second(self) -> float:
-        return (self.pages_fetched + self.pages_not_modified) / self.seconds if self.seconds else 0.0
-
-    @property
-    def passages_per_second(self) -> float:
-        return self.passages_added / self.seconds if self.seconds else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "seeds": self.seeds,
-            "resumed": self.resumed,
-            "resumed_done": self.resumed_done,
-            "pages_fetched": self.pages_fetched,
-            "pages_indexed": self.pages_indexed,
-            "pages_new": self.pages_new,
-            "pages_updated": self.pages_updated,
-            "pages_unchanged": self.pages_unchanged,
-            "pages_not_modified": self.pages_not_modified,
-            "pages_removed": self.pages_removed,
-            "pages_gone": self.pages_gone,
-            "duplicates": self.duplicates,
-            "skipped": dict(self.skipped),
-            "page_cap": self.page_cap,
-            "left_by_cap": dict(self.left_by_cap),
-            "pages_failed": len(self.failures),
-            "passages_added": self.passages_added,
-            "seconds": round(self.seconds, 3),
-            "pages_per_second": round(self.pages_per_second, 2),
-            "passages_per_second": round(self.passages_per_second, 2),
-            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
-            "index_pages": self.index_pages,
-            "index_passages": self.index_passages,
-            "failures": [
-                {"url": f.url, "stage": f.stage, "kind": f.kind, "reason": f.reason, "status": f.status}
-                for f in self.failures
-            ],
-        }
+from ingest.options import IngestOptions
+from ingest.streams import aclose, chain
+from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,25 +94,29 @@ class IngestPipeline:
         self,
         index: PassageIndex,
         embedder: Embedder,
+        options: IngestOptions | None = None,
         *,
         sizes: ChunkSizes | None = None,
-        url_map: UrlMap | None = None,
         embed_batch_passages: int = 64,
         embed_batch_size: int = 32,
         flush_every_pages: int = 50,
-        keep_gone: bool = False,
-        near_duplicates: bool = True,
+        engine: Engine | None = None,
     ) -> None:
+        """``options`` (its ``url_map``, ``keep_gone`` and ``near_duplicates``) say what to keep;
+        ``sizes`` and the batch sizes come from the settings; ``engine`` says where extraction and
+        embedding run (:class:`~ingest.engine.LocalEngine` when None)."""
         index.check_embedder(embedder.model_name, embedder.dimension)
+        options = options or IngestOptions()
         self._index = index
         self._embedder = embedder
+        self._engine: Engine = engine or LocalEngine()
         self._sizes = sizes or ChunkSizes()
-        self._url_map = url_map or UrlMap()
-        self._batch_passages = embed_batch_passages
+        self._url_map = options.url_map
+        self._batch_passages = self._engine.batch_passages or embed_batch_passages
         self._batch_size = embed_batch_size
         self._flush_every = flush_every_pages
-        self._keep_gone = keep_gone
-        self._near_duplicates = near_duplicates
+        self._keep_gone = options.keep_gone
+        self._near_duplicates = options.near_duplicates
         # Pages prepared in this run but maybe not stored yet: duplicates among them count too.
         self._run_hashes: dict[str, str] = {}
         self._run_simhashes: list[tuple[int, str]] = []
@@ -265,32 +132,15 @@ class IngestPipeline:
         if fingerprint is None or not self._near_duplicates:
             return None
         for seen, seen_url in self._run_simhashes:
-            if seen_url != url and (seen ^ fingerprint).bit_count() <= NEAR_DISTANCE:
+            if seen_url != url and hamming_distance(seen, fingerprint) <= NEAR_DISTANCE:
                 return _Duplicate(url, seen_url, "near")
         near = self._index.near_duplicate(fingerprint, max_distance=NEAR_DISTANCE, exclude_url=url)
         return _Duplicate(url, near, "near") if near else None
 
-    def _prepare(self, fetched: FetchedPage) -> _Prepared | _Duplicate | None:
-        """Extract and chunk one page; None when its stored copy is identical."""
-        extracted: ExtractedPage = extract(fetched.html, self._url_map.public(fetched.url))
-        return self._decide_page(
-            fetched,
-            extracted,
-            passages=lambda: chunk(extracted.text, extracted.headings, self._sizes),
-            fingerprint=lambda: simhash(extracted.text),
-        )
-
-    def _decide_page(
-        self,
-        fetched: FetchedPage,
-        extracted: ExtractedPage,
-        *,
-        passages: Callable[[], Sequence[PassageRecord]],
-        fingerprint: Callable[[], int | None],
-    ) -> _Prepared | _Duplicate | None:
+    def _decide_page(self, fetched: FetchedPage, processed: ProcessedPage) -> _Prepared | _Duplicate | None:
         """What to do with an extracted page: nothing (stored unchanged), record a duplicate, or store
-        it. ``passages`` and ``fingerprint`` are only computed when needed (an engine that computed
-        them elsewhere passes them back)."""
+        it. Its passages and fingerprint are asked for only when needed. Runs in a worker thread."""
+        extracted, passages, fingerprint = processed.page, processed.passages, processed.fingerprint
         public_url = self._url_map.public(fetched.url)
         stored = self._index.page_version(public_url)
         if stored == (extracted.content_hash, self._sizes.signature):
@@ -311,7 +161,7 @@ class IngestPipeline:
         """Embed and store one batch (then persist the index when ``flush``); runs in a worker thread."""
         texts = [t for item in batch for t in item.embed_texts]
         started = time.perf_counter()
-        vectors = self._embedder.embed(texts, batch_size=self._batch_size)
+        vectors = self._engine.embed(self._embedder, texts, self._batch_size)
         summary.stage_seconds["embed"] += time.perf_counter() - started
         started = time.perf_counter()
         offset = 0
@@ -406,11 +256,13 @@ class IngestPipeline:
 
         ``tap`` sees every item first (a WARC recorder of the crawl, for instance).
 
-        One batch at a time is embedded and stored in a worker thread while the loop goes on
-        fetching, extracting and chunking the next; the loop waits for it only when the next batch
-        is ready, so at most two batches are held. A page is finished in the ``journal`` only once
-        its batch is committed. An error of the embedder or the index is raised (after the batch
-        in flight, if any, has ended): it is not a page's failure.
+        Each page is handed to the engine as it arrives; up to ``engine.lookahead`` pages are in its
+        hands at once, and their results are decided in arrival order. One batch at a time is
+        embedded and stored in a worker thread while the loop goes on fetching, extracting and
+        chunking the next; the loop waits for it only when the next batch is ready, so at most two
+        batches are held. A page is finished in the ``journal`` only once its batch is committed. An
+        error of the embedder or the index is raised (after the batch in flight, if any, has
+        ended): it is not a page's failure.
         """
         summary = summary or IngestSummary(index=self._index.name, seeds=[])
         state = IngestProgress(budget=budget)
@@ -419,6 +271,7 @@ class IngestPipeline:
         pending_passages = 0
         since_flush = 0
         in_flight: asyncio.Future[list[_Prepared]] | None = None
+        processing: deque[tuple[FetchedPage, Awaitable[PageResult]]] = deque()
 
         async def finished(urls: list[str]) -> None:
             # A journal commit fsyncs (synchronous=FULL): on the loop it would stall every fetch.
@@ -452,6 +305,37 @@ class IngestPipeline:
                 state.unchanged, state.failed = summary.pages_unchanged, len(summary.failures)
                 progress(state)
 
+        async def decide_oldest() -> None:
+            """Await the oldest page the engine holds, decide what it is, and act on it."""
+            nonlocal pending_passages
+            item, result = processing.popleft()
+            t0 = time.perf_counter()
+            try:
+                processed = await result
+                prepared = (
+                    None if isinstance(processed, str) else await asyncio.to_thread(self._decide_page, item, processed)
+                )
+            finally:
+                summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
+            if isinstance(processed, str):  # the extraction failed: the page's failure
+                summary.failures.append(PageFailure(item.url, "extract", processed, item.status))
+                summary.skipped["error"] += 1
+                await finished([item.url])
+            elif prepared is None:
+                summary.pages_unchanged += 1
+                await finished([item.url])
+            elif isinstance(prepared, _Duplicate):
+                await asyncio.to_thread(self._record_duplicate, prepared)
+                summary.duplicates += 1
+                await finished([item.url])
+            elif prepared.passages:
+                pending.append(prepared)
+                pending_passages += len(prepared.passages)
+                if pending_passages >= self._batch_passages:
+                    await drain()
+            else:
+                await finished([item.url])
+
         source = aiter(items)
         try:
             while True:
@@ -482,35 +366,21 @@ class IngestPipeline:
                 summary.pages_fetched += 1
                 state.fetched = summary.pages_fetched
                 summary.stage_seconds["fetch"] += item.elapsed
-                t0 = time.perf_counter()
-                try:
-                    prepared = await asyncio.to_thread(self._prepare, item)
-                except ExtractionError as exc:
-                    summary.failures.append(PageFailure(item.url, "extract", exc.reason, item.status))
-                    summary.skipped["error"] += 1
-                    await finished([item.url])
-                    report()
-                    continue
-                finally:
-                    summary.stage_seconds["extract_chunk"] += time.perf_counter() - t0
-                if prepared is None:
-                    summary.pages_unchanged += 1
-                    await finished([item.url])
-                elif isinstance(prepared, _Duplicate):
-                    await asyncio.to_thread(self._record_duplicate, prepared)
-                    summary.duplicates += 1
-                    await finished([item.url])
-                elif prepared.passages:
-                    pending.append(prepared)
-                    pending_passages += len(prepared.passages)
-                    if pending_passages >= self._batch_passages:
-                        await drain()
-                else:
-                    await finished([item.url])
+                processing.append((item, self._engine.process(item.html, self._url_map.public(item.url), self._sizes)))
+                while len(processing) >= self._engine.lookahead:
+                    await decide_oldest()
+                report()
+            while processing:
+                await decide_oldest()
                 report()
             await drain()
             await settle()
         finally:
+            for _, result in processing:
+                # Results never awaited (the loop failed): close them rather than leave them to warn.
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
             if in_flight is not None:
                 # The loop failed or was cancelled. A thread cannot be stopped: let it end before the
                 # caller closes the index under it, and journal its pages if they were committed.
@@ -519,7 +389,7 @@ class IngestPipeline:
                     await finished([item.source_url for item in in_flight.result()])
             # A source left early (the loop failed) still holds what it reads from: a WARC or a
             # directory walk, the crawler's workers. Closing it now releases them, not the GC later.
-            await _aclose(source)
+            await aclose(source)
         manifest = await asyncio.to_thread(self._index.flush)
         summary.index_pages, summary.index_passages = manifest.pages, manifest.passages
         summary.seconds += time.perf_counter() - started
@@ -540,40 +410,3 @@ class IngestPipeline:
         summary.skipped[failure.kind] += 1
         if failure.kind == "opt_out":
             await asyncio.to_thread(self._drop_stored, failure.url, summary)
-
-
-async def _aclose(source: object) -> None:
-    """Close an async generator (or anything with ``aclose``); other iterables have nothing to close."""
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
-
-async def chain(*sources: AsyncIterable[CrawlItem]) -> AsyncIterator[CrawlItem]:
-    """The items of each source in turn; closing the chain closes every source (``async for`` would not)."""
-    try:
-        for source in sources:
-            async for item in source:
-                yield item
-    finally:
-        for source in sources:
-            await _aclose(source)
-
-
-async def iterate(pages: Iterable[CrawlItem]) -> AsyncIterator[CrawlItem]:
-    """An async source over a blocking iterator (a directory walk, a WARC file), read in a thread.
-
-    Closing it closes the iterator, so a WARC generator closes its file at once.
-    """
-    iterator = iter(pages)
-    sentinel = object()
-    try:
-        while (item := await asyncio.to_thread(next, iterator, sentinel)) is not sentinel:
-            yield item  # type: ignore[misc] # the sentinel is the only non-item
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            # A cancelled read may still be running in its thread (a generator then refuses to be
-            # closed); that iterator is closed when the thread lets go of it and it is collected.
-            with contextlib.suppress(ValueError):
-                close()

@@ -1,12 +1,13 @@
 """The Ray engine of ``citeline ingest --engine ray``: the same index as the local engine, with the
 CPU work spread over a Ray cluster.
 
-The crawl (frontier, robots.txt, politeness, SSRF guard) stays in the driver: it is I/O bound and
-stateful. Each fetched page is extracted and chunked by a Ray task as soon as it arrives; the
-driver then decides, in crawl order, what is new, unchanged or a duplicate (that needs the index),
-and the passages of a window of pages are embedded by a Ray Data actor pool, each actor loading the
-model once. The driver writes the pages in order, one transaction per page, exactly as the local
-engine does.
+The crawl (frontier, robots.txt, politeness, SSRF guard) and the pipeline's loop stay in the driver:
+:class:`RayEngine` is only the :class:`~ingest.engine.Engine` the pipeline is given. Each fetched
+page is extracted and chunked by a Ray task as soon as it arrives, up to
+:attr:`RayOptions.window_pages` pages ahead; the pipeline then decides, in crawl order, what is new,
+unchanged or a duplicate (that needs the index), and the passages of a batch are embedded by a Ray
+Data actor pool, each actor loading the model once. The driver writes the pages in order, one
+transaction per page, exactly as the local engine does.
 
 Ray is an optional dependency: ``pip install 'citeline[ray]'``.
 """
@@ -15,34 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import time
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from indexes import Embedder, PassageIndex, PassageRecord
+from indexes import Embedder, PassageRecord, Vectors
 from ingest._exceptions import ExtractionError, IngestError
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
 from ingest.dedup import simhash
+from ingest.engine import PageResult, ProcessedPage
 from ingest.extract import ExtractedPage, extract
-from ingest.fetch import CrawlItem, FetchedPage, FetchFailure, NotModified
-from ingest.journal import CrawlJournal
-from ingest.pipeline import (
-    IngestPipeline,
-    IngestProgress,
-    IngestSummary,
-    PageFailure,
-    ProgressCallback,
-    UrlMap,
-    _Duplicate,
-    _Prepared,
-)
+from ingest.options import IngestOptions
 from ingest.runner import IngestInputs, run_ingest
+from ingest.summary import IngestSummary, ProgressCallback
 
 EmbedderFactory = Callable[[], Embedder]
 """Builds the embedder inside each actor; it must pickle (a module-level function or a partial)."""
@@ -64,6 +54,8 @@ def import_ray() -> ModuleType:
 
 @dataclass(frozen=True, slots=True)
 class _Extracted:
+    """What a Ray task sends back: everything computed, since the driver cannot call back into it."""
+
     page: ExtractedPage
     passages: list[PassageRecord]
     fingerprint: int | None
@@ -102,44 +94,45 @@ class RayOptions:
     actor_cpus: float = 1.0
     """CPUs reserved per embedding actor."""
     window_pages: int = 512
-    """Fetched pages held before their passages are embedded and stored: bounds the driver's memory
-    and the work a killed run loses."""
+    """Fetched pages handed to Ray tasks before the oldest one's result is awaited: bounds the
+    driver's memory and the work a killed run loses."""
+    batch_passages: int = 4096
+    """Passages embedded by one Ray Data job: each job starts its actor pool (and loads the model)
+    anew, so batches are far larger than the local engine's."""
 
 
-class RayIngestPipeline(IngestPipeline):
-    """:class:`IngestPipeline` whose extraction, chunking and embedding run on Ray."""
+class RayEngine:
+    """The :class:`~ingest.engine.Engine` that extracts and chunks in Ray tasks and embeds on a
+    Ray Data actor pool."""
 
-    def __init__(
-        self,
-        index: PassageIndex,
-        embedder: Embedder,
-        embedder_factory: EmbedderFactory,
-        *,
-        options: RayOptions | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(index, embedder, **kwargs)
-        self._ray = import_ray()
+    def __init__(self, ray: ModuleType, embedder_factory: EmbedderFactory, options: RayOptions) -> None:
+        self._ray = ray
         self._factory = embedder_factory
-        self._options = options or RayOptions()
-        self._extract_task = self._ray.remote(num_cpus=1)(_extract_and_chunk)
+        self._options = options
+        self._extract_task = ray.remote(num_cpus=1)(_extract_and_chunk)
+        self.lookahead = max(1, options.window_pages)
+        self.batch_passages: int | None = options.batch_passages
 
-    def _decide(self, fetched: FetchedPage, result: _Extracted) -> _Prepared | _Duplicate | None:
-        """The driver's half of :meth:`IngestPipeline._prepare`, which needs the index."""
-        return self._decide_page(
-            fetched, result.page, passages=lambda: result.passages, fingerprint=lambda: result.fingerprint
-        )
+    def process(self, html: str, url: str, sizes: ChunkSizes) -> Awaitable[PageResult]:
+        # Submitted now, awaited when the pipeline reaches this page: the tasks run meanwhile.
+        return self._result(self._extract_task.remote(html, url, sizes))
 
-    def _embed_remote(self, texts: list[str]) -> np.ndarray:
+    async def _result(self, ref: Any) -> PageResult:
+        result: _Extracted | str = await asyncio.to_thread(self._ray.get, ref)
+        if isinstance(result, str):
+            return result
+        return ProcessedPage(result.page, passages=lambda: result.passages, fingerprint=lambda: result.fingerprint)
+
+    def embed(self, embedder: Embedder, texts: list[str], batch_size: int) -> Vectors:
         """Embed ``texts`` on the actor pool; rows come back in input order."""
-        vectors = np.zeros((len(texts), self._embedder.dimension), dtype=np.float32)
+        vectors = np.zeros((len(texts), embedder.dimension), dtype=np.float32)
         if not texts:
             return vectors
         data = self._ray.data
         dataset = data.from_items([{"row": i, "text": t} for i, t in enumerate(texts)]).map_batches(
             _EmbedActor,
-            fn_constructor_args=(self._factory, self._batch_size),
-            batch_size=self._batch_passages,
+            fn_constructor_args=(self._factory, batch_size),
+            batch_size=batch_size,
             batch_format="numpy",
             compute=data.ActorPoolStrategy(size=self._options.embed_actors),
             num_cpus=self._options.actor_cpus,
@@ -147,117 +140,6 @@ class RayIngestPipeline(IngestPipeline):
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
             vectors[np.asarray(batch["row"], dtype=np.int64)] = np.asarray(batch["vector"], dtype=np.float32)
         return vectors
-
-    def _store(self, batch: list[_Prepared], vectors: np.ndarray, summary: IngestSummary) -> None:
-        offset = 0
-        for item in batch:
-            count = len(item.passages)
-            self._index.upsert_page(item.page, item.passages, vectors[offset : offset + count])
-            offset += count
-            summary.pages_new += not item.replaces
-            summary.pages_updated += item.replaces
-            summary.passages_added += count
-        self._index.flush()
-
-    async def _window(
-        self,
-        window: list[tuple[FetchedPage, Any]],
-        summary: IngestSummary,
-        finished: Callable[[list[str]], None],
-    ) -> None:
-        """Settle one window of fetched pages: decide in crawl order, embed on Ray, store in order."""
-        if not window:
-            return
-        started = time.perf_counter()
-        results = await asyncio.to_thread(self._ray.get, [ref for _, ref in window])
-        summary.stage_seconds["extract_chunk"] += time.perf_counter() - started
-        batch: list[_Prepared] = []
-        settled: list[str] = []
-        for (fetched, _), result in zip(window, results, strict=True):
-            if isinstance(result, str):
-                summary.failures.append(PageFailure(fetched.url, "extract", result, fetched.status))
-                summary.skipped["error"] += 1
-                settled.append(fetched.url)
-                continue
-            prepared = await asyncio.to_thread(self._decide, fetched, result)
-            if prepared is None:
-                summary.pages_unchanged += 1
-                settled.append(fetched.url)
-            elif isinstance(prepared, _Duplicate):
-                await asyncio.to_thread(self._record_duplicate, prepared)
-                summary.duplicates += 1
-                settled.append(fetched.url)
-            elif prepared.passages:
-                batch.append(prepared)
-            else:
-                settled.append(fetched.url)
-        started = time.perf_counter()
-        vectors = await asyncio.to_thread(self._embed_remote, [t for item in batch for t in item.embed_texts])
-        summary.stage_seconds["embed"] += time.perf_counter() - started
-        started = time.perf_counter()
-        await asyncio.to_thread(self._store, batch, vectors, summary)
-        summary.stage_seconds["store"] += time.perf_counter() - started
-        finished(settled + [item.source_url for item in batch])
-
-    async def ingest(
-        self,
-        items: AsyncIterable[CrawlItem],
-        *,
-        summary: IngestSummary | None = None,
-        budget: int = 0,
-        progress: ProgressCallback | None = None,
-        journal: CrawlJournal | None = None,
-        tap: Callable[[CrawlItem], None] | None = None,
-    ) -> IngestSummary:
-        """Ingest every page ``items`` yields, as :meth:`IngestPipeline.ingest` does, on Ray.
-
-        Fetched pages are handed to Ray tasks as they arrive and settled a window at a time
-        (:attr:`RayOptions.window_pages`); a page is finished in the ``journal`` once its window
-        is committed.
-        """
-        summary = summary or IngestSummary(index=self._index.name, seeds=[])
-        state = IngestProgress(budget=budget)
-        started = time.perf_counter()
-        window: list[tuple[FetchedPage, Any]] = []
-
-        def finished(urls: list[str]) -> None:
-            if journal is not None and urls:
-                journal.finish_urls(urls)
-
-        def report() -> None:
-            if progress:
-                state.fetched = summary.pages_fetched
-                state.indexed, state.passages = summary.pages_indexed, summary.passages_added
-                state.unchanged, state.failed = summary.pages_unchanged, len(summary.failures)
-                progress(state)
-
-        async for item in items:
-            if tap is not None:
-                tap(item)
-            if isinstance(item, FetchFailure):
-                await self._failed(item, summary)
-                finished([item.url])
-            elif isinstance(item, NotModified):
-                summary.pages_unchanged += 1
-                summary.pages_not_modified += 1
-                summary.stage_seconds["fetch"] += item.elapsed
-                await asyncio.to_thread(self._index.mark_fetched, self._url_map.public(item.url), status=304)
-                finished([item.url])
-            else:
-                summary.pages_fetched += 1
-                summary.stage_seconds["fetch"] += item.elapsed
-                ref = self._extract_task.remote(item.html, self._url_map.public(item.url), self._sizes)
-                window.append((item, ref))
-                if len(window) >= self._options.window_pages:
-                    await self._window(window, summary, finished)
-                    window = []
-            report()
-        await self._window(window, summary, finished)
-        manifest = await asyncio.to_thread(self._index.flush)
-        summary.index_pages, summary.index_passages = manifest.pages, manifest.passages
-        summary.seconds += time.perf_counter() - started
-        report()
-        return summary
 
 
 def connect(options: RayOptions) -> bool:
@@ -276,39 +158,23 @@ async def run_ray_ingest(
     embedder_factory: EmbedderFactory,
     ray_options: RayOptions | None = None,
     inputs: IngestInputs | None = None,
-    index_name: str | None = None,
-    max_pages: int | None = None,
-    max_depth: int = 10,
-    url_map: UrlMap | None = None,
+    options: IngestOptions | None = None,
     progress: ProgressCallback | None = None,
-    keep_gone: bool = False,
-    resume: bool = True,
-    record_warc: Path | None = None,
 ) -> IngestSummary:
-    """:func:`ingest.run_ingest` on Ray: same inputs, same index. Joins (or starts) Ray when it is
-    not initialised yet, and shuts down only a Ray it started."""
-    options = ray_options or RayOptions()
+    """:func:`ingest.run_ingest` on Ray: same inputs, same options, same index.
+    Joins (or starts) Ray when it is not initialised yet, and shuts down only a Ray it started."""
+    ray_options = ray_options or RayOptions()
     ray = import_ray()
-    started_ray = connect(options)
-
-    def make_pipeline(index: PassageIndex, embedder: Embedder, **kwargs: Any) -> IngestPipeline:
-        return RayIngestPipeline(index, embedder, embedder_factory, options=options, **kwargs)
-
+    started_ray = connect(ray_options)
     try:
         return await run_ingest(
             seeds,
             settings=settings,
             embedder=embedder_factory(),  # the driver needs its name and dimension to open the index
             inputs=inputs,
-            index_name=index_name,
-            max_pages=max_pages,
-            max_depth=max_depth,
-            url_map=url_map,
+            options=options,
             progress=progress,
-            keep_gone=keep_gone,
-            resume=resume,
-            record_warc=record_warc,
-            pipeline_factory=make_pipeline,
+            engine=RayEngine(ray, embedder_factory, ray_options),
         )
     finally:
         if started_ray:

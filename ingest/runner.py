@@ -16,22 +16,27 @@ import httpx
 
 from indexes import Embedder, PassageIndex
 from ingest._settings import IngestSettings
-from ingest.chunk import ChunkSizes
+from ingest._wiring import settings_client, settings_limits, settings_politeness
+from ingest.directories import directory_pages
+from ingest.engine import Engine
+from ingest.feeds import feed_urls
 from ingest.fetch import (
     Crawler,
     CrawlItem,
-    CrawlLimits,
     CrawlScope,
     FetchedPage,
     FetchFailure,
     canonical,
-    make_client,
 )
 from ingest.journal import CrawlJournal
-from ingest.pipeline import IngestPipeline, IngestSummary, ProgressCallback, UrlMap, chain, iterate
-from ingest.politeness import HostPacer, RobotsCache, TdmRepCache
+from ingest.options import IngestOptions
+from ingest.pipeline import IngestPipeline
+from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
-from ingest.sources import WarcRecorder, directory_pages, feed_urls, sitemap_urls, warc_pages
+from ingest.sitemaps import sitemap_urls
+from ingest.streams import chain, iterate
+from ingest.summary import IngestSummary, ProgressCallback
+from ingest.warc import WarcRecorder, warc_pages
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,25 +102,21 @@ async def run_ingest(
     settings: IngestSettings,
     embedder: Embedder,
     inputs: IngestInputs | None = None,
-    index_name: str | None = None,
-    max_pages: int | None = None,
-    max_depth: int = 10,
-    url_map: UrlMap | None = None,
+    options: IngestOptions | None = None,
     progress: ProgressCallback | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-    keep_gone: bool = False,
-    resume: bool = True,
-    record_warc: Path | None = None,
-    pipeline_factory: Callable[..., IngestPipeline] = IngestPipeline,
+    engine: Engine | None = None,
 ) -> IngestSummary:
-    """Ingest ``inputs`` (or just ``seeds``) into the named index (created on first use).
+    """Ingest ``inputs`` (or just ``seeds``) into the index ``options`` name (created on first use).
 
-    ``pipeline_factory`` builds the pipeline from the index, the embedder and the pipeline options
-    (the Ray engine passes its own); the crawl around it is the same for every engine."""
+    ``engine`` says where extraction and embedding run (``ingest.ray_engine`` passes a Ray one);
+    the crawl and the pipeline around it are the same for every engine."""
     inputs = inputs or IngestInputs(seeds=tuple(seeds))
+    options = options or IngestOptions()
+    max_pages = options.max_pages
     index = PassageIndex.create_or_open(
         settings.data_dir,
-        index_name or settings.index,
+        options.index_name or settings.index,
         embedding_model=embedder.model_name,
         dimension=embedder.dimension,
         vector_backend=settings.vector_backend,
@@ -135,46 +136,29 @@ async def run_ingest(
         # A crawl needs a cap (a site can be endless); a directory or WARC is already a finite list,
         # so only a cap the caller asked for stops it.
         budget = max_pages or settings.max_pages
-        sizes = ChunkSizes(settings.passage_words, settings.passage_max_words, settings.passage_min_words)
         policy = AddressPolicy.from_strings(settings.allow_hosts)
-        journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if resume else None
-        recorder = WarcRecorder(record_warc).__enter__() if record_warc is not None else None
-        async with make_client(
-            user_agent=settings.user_agent,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            max_redirects=settings.max_redirects,
-            concurrency=settings.concurrency,
-            transport=transport,
-            policy=policy,
-        ) as client:
-            robots = RobotsCache(client, settings.user_agent) if settings.respect_robots else None
-            pacer = HostPacer(min_interval=settings.per_host_delay, robots=robots)
-            pipeline = pipeline_factory(
+        journal = CrawlJournal(index.path, {"index": index.name, **inputs.spec()}) if options.resume else None
+        recorder = WarcRecorder(options.record_warc).__enter__() if options.record_warc is not None else None
+        async with settings_client(settings, policy, transport=transport) as client:
+            polite = settings_politeness(settings, client)
+            robots = polite.robots
+            pipeline = IngestPipeline(
                 index,
                 embedder,
-                sizes=sizes,
-                url_map=url_map,
+                options,
+                sizes=settings.chunk_sizes(),
                 embed_batch_size=settings.embed_batch_size,
                 embed_batch_passages=settings.embed_batch_passages,
-                keep_gone=keep_gone,
+                engine=engine,
             )
             listed, listing_failures, listed_over_cap = await _listed_urls(client, robots, inputs, budget)
             crawler = Crawler(
                 client,
-                CrawlLimits(
-                    max_pages=budget,
-                    max_depth=max_depth,
-                    concurrency=settings.concurrency,
-                    per_host_delay=settings.per_host_delay,
-                    max_page_bytes=settings.max_page_bytes,
-                    total_timeout=settings.total_timeout,
-                    max_retries=settings.max_retries,
-                ),
+                settings_limits(settings, max_pages=budget, max_depth=options.max_depth),
                 scope=inputs.scope,
                 robots=robots,
-                tdm=TdmRepCache(client),
-                pacer=pacer,
+                tdm=polite.tdm,
+                pacer=polite.pacer,
                 policy=policy,
                 validators=pipeline.validators if settings.conditional_get else None,
                 link_store=journal,

@@ -9,7 +9,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from indexes import Embedder, RetrievalMode
-from ingest import ChunkSizes, IngestSettings, OnDemandFetcher, UrlMap
+from ingest import IngestSettings, OnDemandFetcher, UrlMap
 from service.answering import Answerer, ExtractConfig, RetrievalConfig
 from service.answering.budget import BudgetConfig
 from service.answering.verify import Verifier, VerifierConfig
@@ -161,7 +161,7 @@ class ServiceSettings(IngestSettings):
         )
         if search is None and self.search_url:
             search = SearxngSearch(self.search_url, timeout_s=self.live_budget_s)
-        sizes = ChunkSizes(self.passage_words, self.passage_max_words, self.passage_min_words)
+        sizes = self.chunk_sizes()
         return LivePages(
             fetcher, embedder, config=config, sizes=sizes, search=search, embed_batch_size=self.embed_batch_size
         )

@@ -121,7 +121,7 @@ def ingest(
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     from indexes import CitelineIndexError, load_embedder
-    from ingest import CrawlScope, IngestInputs, IngestSettings, UrlMap, run_ingest
+    from ingest import CrawlScope, IngestInputs, IngestOptions, IngestSettings, UrlMap, run_ingest
 
     settings = IngestSettings()
     if job_spec is not None:
@@ -213,14 +213,16 @@ def ingest(
                 engine_run(
                     settings=settings,
                     inputs=inputs,
-                    index_name=index,
-                    max_pages=max_pages,
-                    max_depth=max_depth,
-                    url_map=url_map,
+                    options=IngestOptions(
+                        index_name=index,
+                        max_pages=max_pages,
+                        max_depth=max_depth,
+                        url_map=url_map,
+                        keep_gone=keep_gone,
+                        resume=resume,
+                        record_warc=record_warc,
+                    ),
                     progress=on_progress,
-                    keep_gone=keep_gone,
-                    resume=resume,
-                    record_warc=record_warc,
                 )
             )
         except (CitelineIndexError, ValueError) as exc:

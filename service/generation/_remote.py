@@ -6,7 +6,6 @@ with server-sent events when ``stream`` is true; this backend streams from one o
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +14,8 @@ from typing import Any
 import httpx
 import structlog
 
+from ingest import FetchError, parse_retry_after
+from ingest.bounded import ACCEPT_HEADERS, read_prefix_sync
 from service.exceptions import GenerationError
 from service.generation._base import ChatMessage, GenerationResult, TokenCallback
 
@@ -23,6 +24,10 @@ log = structlog.get_logger("citeline.generation")
 #: Statuses that mean "the server is busy or restarting", worth another try before any text arrived.
 RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 _BODY_EXCERPT_CHARS = 300
+_MAX_ERROR_BODY = 16_384
+"""Bytes of an error answer read (its excerpt goes into the error message)."""
+_MAX_COMPLETION_BODY = 4 * 1024 * 1024
+"""Bytes of a non-streamed completion read: far beyond any answer of ``max_tokens`` tokens."""
 
 
 class OpenAICompatibleGenerator:
@@ -63,7 +68,8 @@ class OpenAICompatibleGenerator:
         self.max_retry_after_s = max_retry_after_s
         self.timeout_s = timeout_s
         self._sleep = sleep
-        headers = {"Accept": "text/event-stream"}
+        # Only the encodings ingest's bounded decoder reads, so no answer is read without a size bound.
+        headers = {"Accept": "text/event-stream", **ACCEPT_HEADERS}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         # One timeout for connect, read (between streamed chunks), write and pool waits.
@@ -109,10 +115,10 @@ class OpenAICompatibleGenerator:
                 stream = _Stream(started, on_text)
                 with self._client.stream("POST", url, json=body) as response:
                     if response.status_code != httpx.codes.OK:
-                        response.read()
+                        error_body, _ = read_prefix_sync(response, _MAX_ERROR_BODY, url)
                         wait = self._retry_wait(response, attempt)
                         if wait is None:
-                            raise self._status_error(response)
+                            raise self._status_error(response, error_body)
                         log.warning(
                             "generator busy, retrying",
                             status=response.status_code,
@@ -140,6 +146,8 @@ class OpenAICompatibleGenerator:
                         f"timed out after {self.timeout_s:g} s {what} the generator at {self.base_url}"
                         + (" (after text had started)" if stream.received_text else "")
                     ) from exc
+            except (FetchError, ValueError) as exc:  # an undecodable or oversized body, or not JSON
+                raise GenerationError(f"the generator at {self.base_url} sent an unreadable answer: {exc}") from exc
             except httpx.HTTPError as exc:
                 # Read errors, protocol errors: the connection broke, possibly mid-answer. Never retried:
                 # the server got the request and may have started (or shown, through on_text) an answer.
@@ -160,13 +168,13 @@ class OpenAICompatibleGenerator:
         """Seconds to wait before trying again, or None when this response is final."""
         if response.status_code not in RETRYABLE_STATUSES or attempt >= self.retries:
             return None
-        after = _parse_retry_after(response.headers.get("Retry-After"))
+        after = parse_retry_after(response.headers.get("Retry-After"))
         if after is None:
             return self._backoff(attempt)
         return min(max(after, 0.0), self.max_retry_after_s)
 
-    def _status_error(self, response: httpx.Response) -> GenerationError:
-        excerpt = " ".join(response.text.split())[:_BODY_EXCERPT_CHARS]
+    def _status_error(self, response: httpx.Response, body: bytes) -> GenerationError:
+        excerpt = " ".join(body.decode("utf-8", "replace").split())[:_BODY_EXCERPT_CHARS]
         return GenerationError(
             f"the generator at {self.base_url} answered HTTP {response.status_code}"
             + (f": {excerpt}" if excerpt else "")
@@ -193,8 +201,10 @@ class _Stream:
     def consume(self, response: httpx.Response) -> None:
         if response.headers.get("content-type", "").startswith("application/json"):
             # A server that ignores ``stream`` answers with one completion object.
-            response.read()
-            self._chunk(response.json(), delta_key="message")
+            body, over = read_prefix_sync(response, _MAX_COMPLETION_BODY, str(response.url))
+            if over:
+                raise GenerationError(f"the generator's answer is over {_MAX_COMPLETION_BODY} bytes")
+            self._chunk(json.loads(body), delta_key="message")
             self.finished = True
             return
         for data in _sse_data(response.iter_lines()):
@@ -257,19 +267,3 @@ def _sse_data(lines: Iterator[str]) -> Iterator[str]:
         if field == "data":
             yield value.removeprefix(" ")
         # anything else: blank separators, ``: keep-alive`` comments, ``event:``/``id:`` fields
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.timestamp() - time.time()

@@ -23,8 +23,9 @@ from ingest import (
 )
 from ingest.bounded import read_bounded
 from ingest.fetch import extract_links
-from ingest.politeness import RobotsCache, TdmRepCache
+from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
+from ingest.tdmrep import TdmRepCache
 from tests.bombs import BOMBS, LIMIT, Trickle, bomb_response, peak_memory
 
 PAGES = {

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from indexes import HashEmbedder, PassageIndex
-from ingest import CrawlScope, IngestInputs, IngestSettings, run_ingest
+from ingest import CrawlScope, IngestInputs, IngestOptions, IngestSettings, run_ingest
 from ingest.journal import JOURNAL_FILE
 
 WORDS = [
@@ -131,7 +131,7 @@ async def test_gone_pages_can_be_kept_and_marked(tmp_path: Path) -> None:
     site = Site(site_with("a", "b"))
     await run(tmp_path, site)
     del site.pages["/docs/b.html"]
-    await run(tmp_path, site, keep_gone=True)
+    await run(tmp_path, site, options=IngestOptions(keep_gone=True))
     page = open_index(tmp_path).page("http://site.test/docs/b.html")
     assert page is not None
     assert page.gone

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 import trafilatura
 
+from ingest.feeds import _feed_links
 from ingest.fetch import extract_links
 from ingest.markup import MarkupError, parse_html
-from ingest.politeness import robots_directives
-from ingest.sources import _feed_links
+from ingest.optout import robots_directives
 
 PAGE = (
     "<html><head><title>T</title><meta name='robots' content='noindex'></head><body>"

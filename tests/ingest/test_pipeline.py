@@ -3,15 +3,16 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from indexes import HashEmbedder, PassageIndex, Vectors
-from ingest import IngestInputs, IngestSettings, UrlMap, run_ingest
+from ingest import IngestInputs, IngestOptions, IngestSettings, IngestSummary, UrlMap, run_ingest
 from ingest.fetch import FetchedPage
 from ingest.journal import JOURNAL_FILE
-from ingest.sources import warc_pages
+from ingest.warc import warc_pages
 from tests.leaks import open_descriptors
 
 BODY = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"
@@ -35,14 +36,14 @@ def make_transport(site: dict[str, str]) -> httpx.MockTransport:
     return httpx.MockTransport(handler)
 
 
-async def ingest(tmp_path: Path, site: dict[str, str], **kwargs: object):  # type: ignore[no-untyped-def]
+async def ingest(tmp_path: Path, site: dict[str, str], **options: Any) -> IngestSummary:
     settings = IngestSettings(data_dir=tmp_path, index="t", per_host_delay=0)
     return await run_ingest(
         ["http://mirror.test/docs/index.html"],
         settings=settings,
         embedder=HashEmbedder(32),
         transport=make_transport(site),
-        **kwargs,  # type: ignore[arg-type]
+        options=IngestOptions(**options),
     )
 
 
@@ -94,7 +95,7 @@ async def test_dead_seed_does_not_stop_the_run(tmp_path: Path) -> None:
         ["http://dead.test/", "http://mirror.test/docs/json.html"],
         settings=settings,
         embedder=HashEmbedder(32),
-        max_depth=0,
+        options=IngestOptions(max_depth=0),
         transport=httpx.MockTransport(handler),
     )
     assert summary.pages_indexed == 1
@@ -138,7 +139,7 @@ async def test_a_run_that_fails_to_start_closes_the_index_and_the_journal(tmp_pa
             settings=settings,
             embedder=HashEmbedder(32),
             transport=make_transport(SITE),
-            record_warc=tmp_path / "no-such-folder" / "crawl.warc",
+            options=IngestOptions(record_warc=tmp_path / "no-such-folder" / "crawl.warc"),
         )
     index_dir = tmp_path / "indexes" / "t"
     assert open_descriptors(index_dir / "passages.sqlite") == 0
@@ -183,7 +184,7 @@ async def test_a_failed_crawl_leaves_its_warc_closed_and_readable(tmp_path: Path
             settings=settings,
             embedder=DyingEmbedder(lives=1),
             transport=make_transport(SITE),
-            record_warc=warc,
+            options=IngestOptions(record_warc=warc),
         )
     assert open_descriptors(warc) == 0
     assert open_descriptors(tmp_path / "indexes" / "t" / "passages.sqlite") == 0
@@ -215,11 +216,17 @@ async def test_a_directory_is_not_capped_by_the_crawl_default_and_a_cap_asked_fo
         (site / f"page{n}.html").write_text(f"<html><body>{BODY.format(f'Topic {n}')}</body></html>")
     settings = IngestSettings(data_dir=tmp_path / "data", index="t", max_pages=3)
     inputs = IngestInputs(directory=site, base_url="https://docs.example/")
-    whole = await run_ingest(settings=settings, embedder=HashEmbedder(32), inputs=inputs, index_name="whole")
+    whole = await run_ingest(
+        settings=settings, embedder=HashEmbedder(32), inputs=inputs, options=IngestOptions(index_name="whole")
+    )
     assert whole.pages_new == 5, "the crawl default (max_pages=3) does not cap a directory"
     assert (whole.page_cap, whole.left_by_cap) == (None, {})
-    capped = await run_ingest(settings=settings, embedder=HashEmbedder(32), inputs=inputs, index_name="capped",
-                              max_pages=2)  # fmt: skip
+    capped = await run_ingest(
+        settings=settings,
+        embedder=HashEmbedder(32),
+        inputs=inputs,
+        options=IngestOptions(index_name="capped", max_pages=2),
+    )
     assert capped.pages_new == 2
     assert (capped.page_cap, capped.left_by_cap) == (2, {"files": 3})
     assert capped.to_json()["left_by_cap"] == {"files": 3}

@@ -21,6 +21,7 @@ from ingest import (
     CrawlJournal,
     CrawlLimits,
     FetchedPage,
+    IngestOptions,
     IngestPipeline,
     IngestProgress,
     IngestSummary,
@@ -108,7 +109,9 @@ def make_index(tmp_path: Path) -> PassageIndex:
 
 
 def make_pipeline(index: PassageIndex, embedder: SlowEmbedder, overlap: bool = True, **kwargs: Any) -> IngestPipeline:
-    pipeline = IngestPipeline(index, embedder, embed_batch_passages=PAGES_PER_BATCH, near_duplicates=False, **kwargs)
+    pipeline = IngestPipeline(
+        index, embedder, IngestOptions(near_duplicates=False), embed_batch_passages=PAGES_PER_BATCH, **kwargs
+    )
     pipeline._overlap = overlap  # the serial pipeline, for comparison
     return pipeline
 

@@ -7,7 +7,7 @@ tied together by ``pipeline`` (where extraction and embedding run: ``engine``; t
 """
 
 from indexes import embedding_text  # defined by the index layer, which indexes the same text
-from ingest._exceptions import ExtractionError, FetchError, IngestError, OutOfScopeError, TooLargeError
+from ingest._exceptions import ExtractionError, FetchError, IngestError, MarkupError, OutOfScopeError, TooLargeError
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
 from ingest.extract import ExtractedPage, extract
@@ -51,6 +51,7 @@ __all__ = [
     "IngestProgress",
     "IngestSettings",
     "IngestSummary",
+    "MarkupError",
     "NotModified",
     "OnDemandFetcher",
     "OutOfScopeError",

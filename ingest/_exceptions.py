@@ -2,11 +2,15 @@
 
 ::
 
-    IngestError                 base of everything below
-    ├── FetchError              a page could not be fetched (network, status, type, size)
-    │   ├── OutOfScopeError     a redirect left the crawl's scope
-    │   └── TooLargeError       the decoded body passed the size cap
-    └── ExtractionError         a page yielded no main text
+    CitelineError               the root of every citeline error (tree: service.exceptions)
+    └── IngestError             base of everything below
+        ├── FetchError          a page could not be fetched (network, status, type, size)
+        │   ├── OutOfScopeError a redirect left the crawl's scope
+        │   ├── TooLargeError   the decoded body passed the size cap
+        │   └── BlockedAddressError  the SSRF guard refused the address (``safety``)
+        ├── ExtractionError     a page yielded no main text
+        ├── MarkupError         the markup cannot be parsed at all (also a ValueError)
+        └── RayUnavailableError the Ray engine without Ray installed (``ray_engine``)
 
 A failing page never stops a run: the pipeline records the error in the run summary, counted by
 its ``kind``, and moves on.
@@ -14,12 +18,14 @@ its ``kind``, and moves on.
 
 from typing import Literal
 
+from indexes import CitelineError
+
 SkipKind = Literal["error", "robots", "opt_out", "scope", "size", "type", "blocked", "gone"]
 """Why a page was not kept: ``robots``, ``opt_out`` (noindex/noai/TDM reservation), ``scope``,
 ``size``, ``type``, ``blocked`` (a refused address or scheme), ``gone`` (404/410) or ``error``."""
 
 
-class IngestError(Exception):
+class IngestError(CitelineError):
     """Base class of every error the ingest layer raises on purpose."""
 
 
@@ -49,3 +55,7 @@ class ExtractionError(IngestError):
         super().__init__(f"{url}: {reason}")
         self.url = url
         self.reason = reason
+
+
+class MarkupError(IngestError, ValueError):
+    """The page's markup could not be parsed at all (an empty document, or bytes lxml rejects)."""

@@ -11,8 +11,8 @@ import lxml.html
 import trafilatura
 from trafilatura.settings import Document
 
-from ingest._exceptions import ExtractionError
-from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
+from ingest._exceptions import ExtractionError, MarkupError
+from ingest.markup import one_tree_at_a_time, parse_html
 from ingest.text import strip_invisible
 
 # Sphinx and many static-site generators append a pilcrow link to every heading; it is

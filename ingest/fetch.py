@@ -29,9 +29,9 @@ import httpx
 from courlan import normalize_url
 
 from ingest._decode import decode_html
-from ingest._exceptions import FetchError, OutOfScopeError, SkipKind
+from ingest._exceptions import FetchError, MarkupError, OutOfScopeError, SkipKind
 from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
-from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
+from ingest.markup import one_tree_at_a_time, parse_html
 from ingest.optout import opt_out_reason
 from ingest.pacing import HostPacer
 from ingest.retries import fetch_with_retries

@@ -28,6 +28,8 @@ from typing import ParamSpec, TypeVar
 import lxml.etree
 import lxml.html
 
+from ingest._exceptions import MarkupError
+
 # A byte-order mark may precede it when a page was decoded without stripping one.
 _XML_DECLARATION = re.compile(r"\A[\s\ufeff]*<\?xml\b[^>]*\?>")
 
@@ -51,10 +53,6 @@ def one_tree_at_a_time(function: Callable[_P, _R]) -> Callable[_P, _R]:
             return function(*args, **kwargs)
 
     return serialised
-
-
-class MarkupError(ValueError):
-    """The page's markup could not be parsed at all (an empty document, or bytes lxml rejects)."""
 
 
 def parse_html(html: str) -> lxml.html.HtmlElement:

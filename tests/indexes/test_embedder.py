@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,10 +33,10 @@ from indexes import (
     prepare_openvino_embedder,
 )
 
-_REAL: dict[str, SentenceTransformerEmbedder] = {}
+_REAL: dict[str, SentenceTransformerEmbedder | OpenVINOEmbedder] = {}
 
 
-def real(backend: EmbeddingBackend) -> SentenceTransformerEmbedder:
+def real(backend: EmbeddingBackend) -> SentenceTransformerEmbedder | OpenVINOEmbedder:
     """One real embedder per backend for the whole run, exported (once per machine) under the
     configured models directory, as the service would use it."""
     if backend not in _REAL:
@@ -126,6 +129,7 @@ def test_index_built_with_torch_is_searchable_with_the_default_backend(tmp_path:
 
 class _FakeModel:
     max_seq_length = 128
+    dimension = 8  # what OpenVINOEmbedder reads from its runner
 
     def get_embedding_dimension(self) -> int:
         return 8
@@ -136,7 +140,7 @@ def fake_models(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Replace loading and conversion: records what was loaded, writes a stand-in IR."""
     loaded: list[str] = []
 
-    def load(self: SentenceTransformerEmbedder, name: str, device: str) -> _FakeModel:
+    def load(self: Any, name: str, device: str) -> _FakeModel:
         loaded.append(type(self).__name__)
         return _FakeModel()
 
@@ -281,3 +285,166 @@ def test_real_export_is_reused_on_the_second_load(tmp_path: Path) -> None:
     assert time.perf_counter() - started < first.export.seconds
     assert xml.stat().st_mtime_ns == written
     assert np.allclose(first.embed(["reuse"]), second.embed(["reuse"]), atol=1e-6)
+
+
+# -- the torch-free OpenVINO runner ------------------------------------------------------------
+
+_TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "read", "a", "json", "file", "write", "rows", "##s", "csv"]
+_TINY_DIM = 6
+_TINY_MAX_TOKENS = 6
+
+
+def _tiny_table() -> np.ndarray:
+    return np.random.default_rng(7).standard_normal((len(_TINY_VOCAB), _TINY_DIM)).astype(np.float32)
+
+
+def write_tiny_export(models_dir: Path, *, pooling: str = "mean") -> Path:
+    """A prepared export in the layout `citeline models prepare` writes, small enough to build in a
+    test: a WordPiece tokenizer.json and an IR whose hidden state per token is a row of a fixed table
+    (plus the token type, so that every input is wired)."""
+    import openvino
+    import openvino.opset13 as ops
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    export = openvino_export_dir(DEFAULT_EMBEDDING_MODEL, models_dir)
+    (export / "openvino").mkdir(parents=True)
+    (export / "1_Pooling").mkdir()
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ids, mask, types = (ops.parameter([-1, -1], openvino.Type.i64, name=name) for name in names)
+    for param, name in zip((ids, mask, types), names, strict=True):
+        param.output(0).set_names({name})
+    hidden = ops.gather(ops.constant(_tiny_table()), ids, ops.constant(np.int64(0)))
+    typed = ops.add(hidden, ops.unsqueeze(ops.convert(types, openvino.Type.f32), ops.constant(np.int64(2))))
+    # The mask does not reach the table: padded rows must be dropped by pooling, not by the model.
+    del mask
+    typed.output(0).set_names({"last_hidden_state"})
+    model = openvino.Model([typed], [ids, ops.parameter([-1, -1], openvino.Type.i64), types], "tiny")
+    model.inputs[1].get_node().output(0).set_names({"attention_mask"})
+    openvino.save_model(model, export / "openvino" / "openvino_model.xml", compress_to_fp16=False)
+
+    tokenizer = Tokenizer(models.WordPiece({w: i for i, w in enumerate(_TINY_VOCAB)}, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    tokenizer.enable_padding(length=64)  # a saved padding setting must not leak into batches
+    tokenizer.save(str(export / "tokenizer.json"))
+    (export / "tokenizer_config.json").write_text(
+        json.dumps({"pad_token": "[PAD]", "model_max_length": _TINY_MAX_TOKENS})
+    )
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (export / "modules.json").write_text(json.dumps(modules))
+    pooling_config = {"embedding_dimension": _TINY_DIM, "pooling_mode": pooling}
+    (export / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    ready = {"export_version": embedder_module.OPENVINO_EXPORT_VERSION}
+    (export / embedder_module.READY_MARKER).write_text(json.dumps(ready))
+    return export
+
+
+def _expected(token_ids: list[int]) -> np.ndarray:
+    mean = _tiny_table()[token_ids].mean(axis=0)
+    return mean / np.linalg.norm(mean)
+
+
+def test_openvino_embedder_tokenizes_truncates_and_mean_pools_without_torch(tmp_path: Path) -> None:
+    write_tiny_export(tmp_path)
+    embedder = load_embedder(CitelineSettings(models_dir=tmp_path, embedding_backend="openvino"))
+    assert isinstance(embedder, OpenVINOEmbedder)
+    assert (embedder.model_name, embedder.dimension, embedder.max_tokens) == (DEFAULT_EMBEDDING_MODEL, _TINY_DIM, 6)
+    assert embedder.export is not None
+    assert embedder.export.seconds == 0.0  # prepared: nothing exported
+    assert {"json", "csv", "rows"} <= embedder.vocabulary()
+    assert "##s" not in embedder.vocabulary()
+
+    texts = ["read a JSON file", "csv", "write rows rows rows rows rows rows rows", "", "zzz"]
+    vectors = embedder.embed(texts, batch_size=2)
+    # [CLS] ... [SEP], cut to 6 tokens with [SEP] kept; padding of the shorter texts is not averaged in.
+    expected = [[2, 4, 5, 6, 7, 3], [2, 11, 3], [2, 8, 9, 9, 9, 3], [2, 3], [2, 1, 3]]
+    assert np.allclose(vectors, np.stack([_expected(ids) for ids in expected]), atol=1e-6)
+    assert np.allclose(embedder.embed(texts, batch_size=32), vectors, atol=1e-6)
+    assert embedder.embed([]).shape == (0, _TINY_DIM)
+
+
+def test_openvino_embedder_refuses_a_pooling_it_does_not_reproduce(tmp_path: Path) -> None:
+    write_tiny_export(tmp_path, pooling="cls")
+    with pytest.raises(EmbedderUnavailableError, match="mean pooling"):
+        load_embedder(CitelineSettings(models_dir=tmp_path, embedding_backend="openvino"))
+
+
+def test_missing_export_without_the_preparation_stack_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def no_stack(source: Path, destination: Path) -> None:
+        raise ModuleNotFoundError("No module named 'sentence_transformers'")
+
+    monkeypatch.setattr(embedder_module, "bundled_model_path", lambda name: tmp_path)
+    monkeypatch.setattr(embedder_module, "_export_fp32", no_stack)
+    with pytest.raises(EmbedderUnavailableError, match=r"citeline\[prepare\]"):
+        load_embedder(CitelineSettings(models_dir=tmp_path / "models", embedding_backend="openvino"))
+
+
+_PREPARATION_STACK = ("torch", "transformers", "sentence_transformers", "optimum", "nncf", "gguf", "accelerate")
+
+
+def test_serving_from_a_prepared_models_dir_imports_no_preparation_stack(tmp_path: Path) -> None:
+    """What `citeline serve` imports, then the embedder it loads, in a fresh interpreter: none of the
+    `prepare` extra may be imported, so a base install (no torch) serves from a prepared directory.
+    (The service modules are named in a string: this test runs them, the indexes layer imports nothing.)"""
+    write_tiny_export(tmp_path)
+    script = (
+        "import sys, service.app, service.cli, service.generation, ingest\n"
+        "from indexes import CitelineSettings, load_embedder\n"
+        f"embedder = load_embedder(CitelineSettings(models_dir={str(tmp_path)!r}))\n"
+        "assert embedder.embed(['read a json file']).shape == (1, embedder.dimension)\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({_PREPARATION_STACK!r})))\n"
+    )
+    env = {**os.environ, "CITELINE_CONFIG": "/nonexistent", "CITELINE_EMBEDDING_BACKEND": "openvino"}
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+_PREPARED = openvino_export_dir(DEFAULT_EMBEDDING_MODEL, CitelineSettings().models_dir)
+
+
+@pytest.mark.skipif(
+    not embedder_module.is_export_ready(_PREPARED), reason="no prepared embedder (run `citeline models prepare`)"
+)
+def test_openvino_embedder_matches_sentence_transformers_on_the_same_export() -> None:
+    """The torch-free runner against what served before it (sentence-transformers with
+    backend="openvino" on the same IR), on short, empty, non-ASCII and over-long texts."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    texts = [
+        "How do I parse JSON?",
+        "",
+        "x",
+        "  Ünïcödé café naïve 日本語 — text with leading and trailing spaces  ",
+        "json.loads() deserializes a JSON document into Python objects. " * 60,  # ~700 tokens: truncated
+        "word " * 400,
+        "Use a list comprehension to build lists. " * 12,
+    ]
+    ours = OpenVINOEmbedder(models_dir=_PREPARED.parent)
+    assert ours.max_tokens == 256
+    with embedder_module._quiet_optimum():
+        reference = sentence_transformers.SentenceTransformer(
+            str(_PREPARED),
+            device="cpu",
+            backend="openvino",
+            local_files_only=True,
+            model_kwargs={"file_name": embedder_module._OV_XML, "ov_config": dict(embedder_module._OV_CONFIG)},
+        )
+    assert reference.max_seq_length == 256
+    expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    got = ours.embed(texts, batch_size=3)
+    assert np.abs(got - expected).max() < 1e-5
+    assert np.sum(got * expected, axis=1).min() >= 0.99999
+    vocab = reference.tokenizer.get_vocab()
+    assert ours.vocabulary() == frozenset(w for w in vocab if w.isalpha() and not w.startswith("##"))

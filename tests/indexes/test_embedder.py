@@ -393,14 +393,16 @@ _PREPARATION_STACK = ("torch", "transformers", "sentence_transformers", "optimum
 
 def test_serving_from_a_prepared_models_dir_imports_no_preparation_stack(tmp_path: Path) -> None:
     """What `citeline serve` imports, then the embedder it loads, in a fresh interpreter: none of the
-    `prepare` extra may be imported, so a base install (no torch) serves from a prepared directory.
+    `prepare` extra (nor ``service.preparation``) may be imported, so a base install (no torch) serves
+    from a prepared directory.
     (The service modules are named in a string: this test runs them, the indexes layer imports nothing.)"""
     write_tiny_export(tmp_path)
     script = (
-        "import sys, service.app, service.cli, service.generation, ingest\n"
+        "import sys, service.api, service.cli, service.generation, service.answering, service.live, ingest\n"
         "from indexes import CitelineSettings, load_embedder\n"
         f"embedder = load_embedder(CitelineSettings(models_dir={str(tmp_path)!r}))\n"
         "assert embedder.embed(['read a json file']).shape == (1, embedder.dimension)\n"
+        "assert 'service.preparation' not in sys.modules, 'serving imported model preparation'\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({_PREPARATION_STACK!r})))\n"
     )
     env = {**os.environ, "CITELINE_CONFIG": "/nonexistent", "CITELINE_EMBEDDING_BACKEND": "openvino"}

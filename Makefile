@@ -25,9 +25,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The Ray engine's tests run in a virtualenv of their own with the `ray` extra: ray[data] brings
-# pandas 3 and pyarrow, which sentence-transformers' scikit-learn would then import into every
-# embedder-loading process of the main suite. The main virtualenv stays without them.
+# The Ray engine's tests run in a virtualenv of their own, with the `ray` extra, so that the main suite
+# tests the default install: without ray[data]'s pandas 3 and pyarrow, which scikit-learn (under
+# sentence-transformers) would import into every embedder-loading process. The `free(): invalid
+# pointer` abort once blamed on them was the libxml2 race that ingest/markup.py serialises.
 $(RAY_BIN)/.installed: pyproject.toml
 	test -x $(RAY_BIN)/python || $(PYTHON) -m venv $(RAY_VENV)
 	$(RAY_BIN)/pip install --quiet --upgrade pip

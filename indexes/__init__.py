@@ -4,18 +4,14 @@ Nothing here imports ``ingest`` or ``service``.
 """
 
 from indexes._embedder import (
-    DEFAULT_EMBEDDING_MODEL,
     EMBEDDING_BACKENDS,
     Embedder,
-    EmbedderExport,
     EmbeddingBackend,
     HashEmbedder,
     OpenVINOEmbedder,
     SentenceTransformerEmbedder,
     Vectors,
     load_embedder,
-    openvino_export_dir,
-    prepare_openvino_embedder,
 )
 from indexes._exceptions import (
     CitelineError,
@@ -27,6 +23,7 @@ from indexes._exceptions import (
     InvalidIndexNameError,
     VectorStoreBusyError,
 )
+from indexes._export import DEFAULT_EMBEDDING_MODEL, EmbedderExport, openvino_export_dir, prepare_openvino_embedder
 from indexes._files import atomic_write
 from indexes._fusion import (
     RETRIEVAL_MODES,

@@ -15,6 +15,7 @@ import pydantic
 import pytest
 
 import indexes._embedder as embedder_module
+import indexes._export as export_module
 from indexes import (
     DEFAULT_EMBEDDING_MODEL,
     EMBEDDING_BACKENDS,
@@ -196,7 +197,7 @@ def fake_export(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         time.sleep(0.2)  # long enough for a concurrent preparer to find the lock taken
         (destination / "openvino" / "openvino_model.xml").write_text("<net/>")
 
-    monkeypatch.setattr(embedder_module, "_export_fp32", export)
+    monkeypatch.setattr(export_module, "_export_fp32", export)
     return calls
 
 
@@ -252,7 +253,7 @@ def test_failed_export_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch, tm
         destination.mkdir(parents=True)
         raise RuntimeError("conversion crashed")
 
-    monkeypatch.setattr(embedder_module, "_export_fp32", broken)
+    monkeypatch.setattr(export_module, "_export_fp32", broken)
     with pytest.raises(EmbedderUnavailableError, match="conversion crashed"):
         prepare_openvino_embedder(DEFAULT_EMBEDDING_MODEL, tmp_path)
     assert not openvino_export_dir(DEFAULT_EMBEDDING_MODEL, tmp_path).exists()
@@ -341,8 +342,8 @@ def write_tiny_export(models_dir: Path, *, pooling: str = "mean") -> Path:
     (export / "modules.json").write_text(json.dumps(modules))
     pooling_config = {"embedding_dimension": _TINY_DIM, "pooling_mode": pooling}
     (export / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
-    ready = {"export_version": embedder_module.OPENVINO_EXPORT_VERSION}
-    (export / embedder_module.READY_MARKER).write_text(json.dumps(ready))
+    ready = {"export_version": export_module.OPENVINO_EXPORT_VERSION}
+    (export / export_module.READY_MARKER).write_text(json.dumps(ready))
     return export
 
 
@@ -382,8 +383,8 @@ def test_missing_export_without_the_preparation_stack_says_what_to_install(
     def no_stack(source: Path, destination: Path) -> None:
         raise ModuleNotFoundError("No module named 'sentence_transformers'")
 
-    monkeypatch.setattr(embedder_module, "bundled_model_path", lambda name: tmp_path)
-    monkeypatch.setattr(embedder_module, "_export_fp32", no_stack)
+    monkeypatch.setattr(export_module, "bundled_model_path", lambda name: tmp_path)
+    monkeypatch.setattr(export_module, "_export_fp32", no_stack)
     with pytest.raises(EmbedderUnavailableError, match=r"citeline\[prepare\]"):
         load_embedder(CitelineSettings(models_dir=tmp_path / "models", embedding_backend="openvino"))
 
@@ -418,7 +419,7 @@ _PREPARED = openvino_export_dir(DEFAULT_EMBEDDING_MODEL, CitelineSettings().mode
 
 
 @pytest.mark.skipif(
-    not embedder_module.is_export_ready(_PREPARED), reason="no prepared embedder (run `citeline models prepare`)"
+    not export_module.is_export_ready(_PREPARED), reason="no prepared embedder (run `citeline models prepare`)"
 )
 def test_openvino_embedder_matches_sentence_transformers_on_the_same_export() -> None:
     """The torch-free runner against what served before it (sentence-transformers with
@@ -435,13 +436,13 @@ def test_openvino_embedder_matches_sentence_transformers_on_the_same_export() ->
     ]
     ours = OpenVINOEmbedder(models_dir=_PREPARED.parent)
     assert ours.max_tokens == 256
-    with embedder_module._quiet_optimum():
+    with export_module._quiet_optimum():
         reference = sentence_transformers.SentenceTransformer(
             str(_PREPARED),
             device="cpu",
             backend="openvino",
             local_files_only=True,
-            model_kwargs={"file_name": embedder_module._OV_XML, "ov_config": dict(embedder_module._OV_CONFIG)},
+            model_kwargs={"file_name": export_module.OV_XML, "ov_config": dict(embedder_module._OV_CONFIG)},
         )
     assert reference.max_seq_length == 256
     expected = reference.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)

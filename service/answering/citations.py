@@ -7,6 +7,7 @@ reports it with offsets into the page text and a ``#:~:text=`` link that opens t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,84 @@ class ParsedSentence:
     is_code: bool = False
 
 
+ANSWER_FRAME_WORDS = frozenset(
+    [
+        "about",
+        "also",
+        "been",
+        "being",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "done",
+        "e",
+        "eg",
+        "else",
+        "etc",
+        "from",
+        "g",
+        "he",
+        "her",
+        "here",
+        "his",
+        "how",
+        "i",
+        "ie",
+        "its",
+        "just",
+        "like",
+        "may",
+        "me",
+        "might",
+        "must",
+        "my",
+        "one",
+        "only",
+        "our",
+        "over",
+        "see",
+        "shall",
+        "she",
+        "should",
+        "so",
+        "than",
+        "them",
+        "those",
+        "too",
+        "use",
+        "used",
+        "uses",
+        "using",
+        "very",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "would",
+        "yes",
+        "you",
+        "your",
+    ]
+)
+"""Words that frame an answer rather than state a fact ("you can use", "see also", "e.g."): the
+checker drops them on top of BM25's stop words, so "Use json.dump() to..." is not held to a source
+saying "use". BM25 keeps several of them ("how", "can"), which match the headings that answer."""
+
+
+@functools.cache
+def checker_stopwords() -> frozenset[str]:
+    """BM25's stop words (bm25s) and :data:`ANSWER_FRAME_WORDS`."""
+    return stopwords() | ANSWER_FRAME_WORDS
+
+
 def _stem(word: str) -> str:
     """Snowball-stemmed, as BM25 stems, so "rows" meets "row" and "writes" meets "write"; names
     (dotted, underscored), numbers and short words stay as written."""
@@ -54,12 +133,12 @@ def content_tokens(text: str) -> set[str]:
     tokens: set[str] = set()
     for match in _TOKEN.finditer(text):
         token = match.group().lower()
-        if token in stopwords() or (len(token) < 2 and not token.isdigit()):
+        if token in checker_stopwords() or (len(token) < 2 and not token.isdigit()):
             continue
         token = _stem(token)
         tokens.add(token)
         if "." in token:
-            tokens.update(part for part in token.split(".") if part not in stopwords() and len(part) > 1)
+            tokens.update(part for part in token.split(".") if part not in checker_stopwords() and len(part) > 1)
     return tokens
 
 

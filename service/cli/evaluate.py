@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,7 +17,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -23,6 +25,33 @@ from rich.table import Table
 if TYPE_CHECKING:
     pass
 from service.cli._common import IndexOption, app, console, fail, open_index
+from service.cli._common import out as stdout
+from service.cli._progress import (
+    DEFAULT_PROGRESS_EVERY,
+    PROGRESS_EVERY_ENV,
+    PROGRESS_EVERY_HELP,
+    PlainProgress,
+    plain_output,
+    print_key_values,
+    print_plain,
+)
+
+
+@contextlib.contextmanager
+def _progress_display(name: str, total: int, every: float) -> Iterator[Callable[[int], None]]:
+    """Questions done: rich's bar on a terminal, plain lines anywhere else."""
+    if plain_output(console):
+        plain = PlainProgress(
+            f"eval {name}", "questions", functools.partial(print_plain, console), every=every, total=total
+        )
+        with plain.ticking():
+            yield plain.update
+        plain.finish()
+        return
+    with Progress(SpinnerColumn(), TextColumn(name), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as progress:  # fmt: skip
+        task = progress.add_task(name, total=total)
+        yield lambda done: progress.update(task, completed=done)
 
 
 @app.command("eval")
@@ -49,6 +78,9 @@ def eval_command(
     raise_floors_: Annotated[
         bool, typer.Option("--raise-floors", help="Move the gate's floors up to what this run measured (minus 0.05).")
     ] = False,
+    progress_every: Annotated[
+        float, typer.Option(min=0, envvar=PROGRESS_EVERY_ENV, help=PROGRESS_EVERY_HELP)
+    ] = DEFAULT_PROGRESS_EVERY,
 ) -> None:
     """Measure retrieval, answers, citations and abstention on question sets; optionally gate on floors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -77,13 +109,7 @@ def eval_command(
     reports = []
     for path in question_sets:
         questions = load_questions(path, answers, limit, every)
-        with Progress(SpinnerColumn(), TextColumn(path.stem), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:  # fmt: skip
-            task = progress.add_task(path.stem, total=len(questions))
-
-            def advance(done: int, task: TaskID = task) -> None:
-                progress.update(task, completed=done)
-
+        with _progress_display(path.stem, len(questions), progress_every) as advance:
             report = evaluate(
                 path.stem,
                 questions,
@@ -96,14 +122,21 @@ def eval_command(
             )
         totals[path.stem] = report.totals()
         reports.append(report)
-    table = Table(title=f"citeline eval on index {passage_index.name!r}")
-    table.add_column("metric")
-    for name in totals:
-        table.add_column(name)
-    for metric in next(iter(totals.values())):
-        table.add_row(metric, *("" if t[metric] is None else str(t[metric]) for t in totals.values()))
-    out_console = Console(width=160)
-    out_console.print(table)
+    title = f"citeline eval on index {passage_index.name!r}"
+    metrics = list(next(iter(totals.values())))
+    if plain_output(stdout):
+        # One line per metric and set: a wide table of many sets is unreadable in a log.
+        rows = [(f"{metric} [{name}]" if len(totals) > 1 else metric, "" if t[metric] is None else t[metric])
+                for metric in metrics for name, t in totals.items()]  # fmt: skip
+        print_key_values(stdout, title, rows)
+    else:
+        table = Table(title=title)
+        table.add_column("metric")
+        for name in totals:
+            table.add_column(name)
+        for metric in metrics:
+            table.add_row(metric, *("" if t[metric] is None else str(t[metric]) for t in totals.values()))
+        Console(width=160).print(table)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, json.dumps({"sets": [r.to_json() for r in reports]}, indent=2).encode())

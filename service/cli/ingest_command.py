@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -26,6 +28,15 @@ if TYPE_CHECKING:
     from ingest import IngestProgress, IngestSummary
 from indexes import atomic_write
 from service.cli._common import IndexOption, app, console, fail
+from service.cli._progress import (
+    DEFAULT_PROGRESS_EVERY,
+    PROGRESS_EVERY_ENV,
+    PROGRESS_EVERY_HELP,
+    PlainProgress,
+    plain_output,
+    print_key_values,
+    print_plain,
+)
 
 
 def _write_json(path: Path, data: object) -> None:
@@ -44,8 +55,7 @@ def _cap_line(summary: IngestSummary) -> str:
 
 
 def _print_summary(summary: IngestSummary) -> None:
-    table = Table(title=f"ingest into {summary.index!r}", show_header=False)
-    rows = [
+    rows: list[tuple[str, object]] = [
         ("resumed", f"yes: {summary.resumed_done} URLs already done" if summary.resumed else "no"),
         ("pages fetched", summary.pages_fetched),
         ("new / updated", f"{summary.pages_new} / {summary.pages_updated}"),
@@ -60,18 +70,65 @@ def _print_summary(summary: IngestSummary) -> None:
          f" {summary.passages_per_second:.1f} passages/s)"),
         ("stage seconds", ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())),
     ]  # fmt: skip
-    for key, value in rows:
-        table.add_row(key, str(value))
-    console.print(table)
-    if summary.failures:
-        failures = Table(title="failed pages", show_lines=False)
-        for column in ("url", "kind", "reason"):
-            failures.add_column(column, overflow="fold")
-        for failure in summary.failures[:30]:
-            failures.add_row(failure.url, failure.kind, failure.reason)
-        console.print(failures)
-        if len(summary.failures) > 30:
-            console.print(f"... and {len(summary.failures) - 30} more (see --summary-json)")
+    if plain_output(console):
+        print_key_values(console, f"ingest into {summary.index!r}", rows)
+        if summary.failures:
+            print_plain(console, f"failed pages ({len(summary.failures)}):")
+            for failure in summary.failures[:30]:
+                print_plain(console, f"  {failure.url} ({failure.kind}): {failure.reason}")
+    else:
+        table = Table(title=f"ingest into {summary.index!r}", show_header=False)
+        for key, value in rows:
+            table.add_row(key, str(value))
+        console.print(table)
+        if summary.failures:
+            failures = Table(title="failed pages", show_lines=False)
+            for column in ("url", "kind", "reason"):
+                failures.add_column(column, overflow="fold")
+            for failure in summary.failures[:30]:
+                failures.add_row(failure.url, failure.kind, failure.reason)
+            console.print(failures)
+    if len(summary.failures) > 30:
+        console.print(f"... and {len(summary.failures) - 30} more (see --summary-json)")
+
+
+_COUNTS = ("indexed", "unchanged", "failed", "passages")
+
+
+def _counts(state: IngestProgress) -> list[tuple[str, int]]:
+    return [(name, getattr(state, name)) for name in _COUNTS]
+
+
+@contextlib.contextmanager
+def _progress_display(budget: int | None, every: float) -> Iterator[Callable[[IngestProgress], None]]:
+    """What shows the run's progress: rich's bar on a terminal, plain lines anywhere else."""
+    if plain_output(console):
+        zero = [(name, 0) for name in _COUNTS]
+        plain = PlainProgress(
+            "ingest", "pages", functools.partial(print_plain, console), every=every, total=budget, details=zero
+        )
+        with plain.ticking():
+            yield lambda state: plain.update(state.fetched + state.failed, details=_counts(state))
+        plain.finish()
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task("crawling", total=budget, detail="")
+        done = [0]
+
+        def show(state: IngestProgress) -> None:
+            done[0] = state.fetched + state.failed
+            progress.update(task, completed=done[0], detail=", ".join(f"{k} {v}" for k, v in _counts(state)))
+
+        yield show
+        progress.update(task, total=done[0])
 
 
 @app.command()
@@ -114,6 +171,9 @@ def ingest(
     ] = None,
     engine: Annotated[str, typer.Option(help="local: this process; ray: extract, chunk and embed on Ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (--engine ray); default: local.")] = None,
+    progress_every: Annotated[
+        float, typer.Option(min=0, envvar=PROGRESS_EVERY_ENV, help=PROGRESS_EVERY_HELP)
+    ] = DEFAULT_PROGRESS_EVERY,
     job_spec: Annotated[
         Path | None, typer.Option(hidden=True, help="A job spec the service wrote: the run's only input.")
     ] = None,
@@ -184,29 +244,14 @@ def ingest(
         engine_run = functools.partial(run_ingest, embedder=load_embedder(settings))
     else:
         raise fail(f"--engine must be local or ray, not {engine!r}", 2)
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task("crawling", total=budget, detail="")
-
+    with _progress_display(budget, progress_every) as show:
         last_written = [0.0]
 
         def on_progress(state: IngestProgress) -> None:
             if progress_json is not None and time.monotonic() - last_written[0] > 0.5:
                 last_written[0] = time.monotonic()
                 _write_json(progress_json, dataclasses.asdict(state))
-            progress.update(
-                task,
-                completed=state.fetched + state.failed,
-                detail=f"indexed {state.indexed}, unchanged {state.unchanged}, failed {state.failed},"
-                f" {state.passages} passages",
-            )
+            show(state)
 
         try:
             summary = asyncio.run(
@@ -227,7 +272,6 @@ def ingest(
             )
         except (CitelineIndexError, ValueError) as exc:
             raise fail(str(exc)) from exc
-        progress.update(task, total=summary.pages_fetched + len(summary.failures))
     _print_summary(summary)
     if summary_json:
         _write_json(summary_json, summary.to_json())

@@ -208,7 +208,8 @@ class _Ticker(Generic[_P]):
         self._thread = threading.Thread(target=self._run, name="citeline-progress", daemon=True)
 
     def _run(self) -> None:
-        wait = min(1.0, max(self._progress.every, 0.05))
+        # With no interval (a line per step) an idle run ticks once a second, not in a busy loop.
+        wait = min(1.0, self._progress.every) if self._progress.every > 0 else 1.0
         while not self._stop.wait(wait):
             self._progress.tick()
 

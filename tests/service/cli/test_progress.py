@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
-from service.cli._progress import PlainProgress, StageProgress, format_duration, progress_line
+import pytest
+from rich.console import Console
+
+from service.cli._progress import PlainProgress, StageProgress, format_duration, plain_output, progress_line
 
 
 class FakeClock:
@@ -41,7 +44,7 @@ def test_progress_line_final_says_how_long_the_run_took_and_no_eta() -> None:
 
 
 def test_plain_progress_prints_at_most_once_per_interval() -> None:
-    clock, lines = FakeClock(), []
+    clock, lines = FakeClock(), list[str]()
     progress = PlainProgress("eval docs", "questions", lines.append, every=10.0, total=40, clock=clock)
     for done in range(1, 5):  # four steps in 4 s: nothing yet
         clock.now += 1.0
@@ -57,7 +60,7 @@ def test_plain_progress_prints_at_most_once_per_interval() -> None:
 
 def test_plain_progress_ticks_while_nothing_changes() -> None:
     """A long embedding batch calls back nothing: the line still comes, with the rate falling."""
-    clock, lines = FakeClock(), []
+    clock, lines = FakeClock(), list[str]()
     progress = PlainProgress("ingest", "pages", lines.append, every=10.0, clock=clock)
     progress.update(20, details=[("passages", 300)])
     clock.now += 10.0
@@ -73,7 +76,7 @@ def test_plain_progress_ticks_while_nothing_changes() -> None:
 
 
 def test_plain_progress_finish_prints_whatever_the_interval() -> None:
-    clock, lines = FakeClock(), []
+    clock, lines = FakeClock(), list[str]()
     progress = PlainProgress("ingest", "pages", lines.append, every=3600.0, total=100, clock=clock)
     clock.now += 4.0
     progress.update(8)
@@ -82,7 +85,7 @@ def test_plain_progress_finish_prints_whatever_the_interval() -> None:
 
 
 def test_plain_progress_with_no_interval_prints_every_step() -> None:
-    clock, lines = FakeClock(), []
+    clock, lines = FakeClock(), list[str]()
     progress = PlainProgress("ingest", "pages", lines.append, every=0.0, clock=clock)
     for done in range(3):
         progress.update(done)
@@ -100,7 +103,7 @@ def test_ticking_thread_stops_with_its_block() -> None:
 
 
 def test_stage_progress_says_when_each_stage_starts_runs_and_ends() -> None:
-    clock, lines = FakeClock(), []
+    clock, lines = FakeClock(), list[str]()
     stages = StageProgress("models prepare", lines.append, every=10.0, clock=clock)
     stages.update("assemble", 0.0)
     clock.now += 10.0
@@ -124,3 +127,13 @@ def test_stage_progress_says_when_each_stage_starts_runs_and_ends() -> None:
     stages.update("finish", 1.0)
     stages.tick()
     assert lines[-1] == "models prepare: finish done | took 1m40s"
+
+
+def test_plain_output_off_a_terminal_and_on_a_dumb_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert plain_output(Console(file=io.StringIO()))
+    assert not plain_output(Console(file=io.StringIO(), force_terminal=True))
+    monkeypatch.setenv("TERM", "dumb")
+    assert plain_output(Console(file=io.StringIO(), force_terminal=True))

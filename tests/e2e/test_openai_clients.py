@@ -62,7 +62,7 @@ def test_chat_answers_from_the_index_the_model_names(service: LiveService) -> No
 def test_streamed_chat_answers_from_the_index_the_model_names(service: LiveService) -> None:
     stream = client(service).chat.completions.create(
         model="citeline/json",
-        messages=[{"role": "user", "content": "Which function deserializes a JSON document to a Python object?"}],
+        messages=[{"role": "user", "content": "Which function can deserialize a JSON document to a Python object?"}],
         stream=True,
     )
     chunks = list(stream)

@@ -3,7 +3,8 @@
 Heavy resources (embedder, generator, index registry) are created once: either handed in by the
 caller (tests pass fakes) or loaded at start-up in a background thread, so ``/healthz`` answers at
 once while ``/readyz`` says 503 until the models and an index are loaded. Domain errors become RFC
-9457 problem details in one place, :func:`problem_map`.
+9457 problem details in one place, :func:`problem_map` (rendered in OpenAI's error shape on the
+OpenAI-compatible routes).
 """
 
 import threading
@@ -35,6 +36,7 @@ from service.api.gate import GenerationGate
 from service.api.health import UI_PAGE, healthz, readyz, ui
 from service.api.ingest_jobs import cancel_ingest, citeline_command, count_job, get_ingest, list_ingest, start_ingest
 from service.api.logs import request_id_middleware
+from service.api.models import list_models, retrieve_model
 from service.api.problems import problem_map
 from service.api.resources import (
     Resources,
@@ -108,6 +110,8 @@ def create_app(
             readyz,
             ask,
             chat_completions,
+            list_models,
+            retrieve_model,
             search_passages,
             start_ingest,
             list_ingest,

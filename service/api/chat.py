@@ -1,4 +1,5 @@
-"""``POST /v1/chat/completions``: the OpenAI-compatible chat route (verified sentences only)."""
+"""``POST /v1/chat/completions``: the OpenAI-compatible chat route (verified sentences only). Its
+errors, streamed ones included, are in OpenAI's error shape."""
 
 import asyncio
 import json
@@ -14,14 +15,16 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from service.answering import Answer, Answerer, VerifiedSentence
 from service.api.openai_chat import (
     ChatRequest,
+    chosen_index,
     chunk,
     completion,
     completion_chunks,
     conversation,
+    model_id,
     sentence_piece,
     standalone_question,
 )
-from service.api.problems import problem_event
+from service.api.problems import openai_exception_handlers, problem_event
 from service.api.resources import (
     Resources,
     close_sources,
@@ -38,7 +41,7 @@ from service.operations import Lease
 
 
 @post("/v1/chat/completions", summary="OpenAI-compatible chat: verified answers, citations as url_citation annotations",
-      status_code=200, guards=[requires("read")])  # fmt: skip
+      status_code=200, guards=[requires("read")], exception_handlers=openai_exception_handlers())  # fmt: skip
 async def chat_completions(
     data: JSONBody[ChatRequest], resources: NamedDependency[Resources]
 ) -> Response[dict[str, Any]] | ServerSentEvent:
@@ -48,7 +51,7 @@ async def chat_completions(
         raise RequestError(str(exc), title="Invalid conversation") from exc
     question = question_text(last, resources)
     registry, answerer = ready(resources)
-    lease = await registry.aacquire(data.index or resources.settings.index)
+    lease = await registry.aacquire(chosen_index(data.model, data.index, registry.names, resources.settings.index))
     streaming = False
     try:
         result = await _chat(data, resources, answerer, question, history, lease=lease)
@@ -70,7 +73,7 @@ async def _chat(
 ) -> Response[dict[str, Any]] | ServerSentEvent:
     """The chat answer from the leased index; a stream takes the lease over and ends it."""
     index = lease.index
-    model = f"citeline/{answerer.generator.model_name}"
+    model = model_id(index.name)
     request_id = f"chatcmpl-{uuid.uuid4().hex}"
     live = data.live_request(data.top_k or answerer.top_k)
     if live is not None:

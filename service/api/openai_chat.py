@@ -10,6 +10,10 @@ support scores, the standalone question) rides along under the extra key ``citel
 Follow-up questions ("and how do I write it back?") mean nothing to a retriever on their own: when
 the conversation has earlier turns, the generator first rewrites the last question into a
 standalone one, which is what gets retrieved and answered (and is shown in ``citeline``).
+
+Each index is a model, ``citeline/<index>`` (``GET /v1/models`` lists them), so a chat UI's model
+picker chooses the index. A model string of any other form (a client's default such as ``gpt-4o``)
+selects nothing: the request's ``index`` or the service's default index answers.
 """
 
 from __future__ import annotations
@@ -17,14 +21,55 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from service.answering import Answer, AnswerSentence
+from service.exceptions import RequestError
 from service.generation import ChatMessage, Generator
 from service.live import LiveOptions
+
+MODEL_PREFIX = "citeline/"
+
+
+class UnknownModelError(RequestError):
+    """A ``citeline/<index>`` model naming no index (404, as OpenAI answers an unknown model)."""
+
+    status = 404
+    title = "Unknown model"
+    param = "model"
+
+    def __init__(self, model: str) -> None:
+        # The name is the client's: shown as a repr, cut short, so it can neither forge nor flood the message.
+        shown = repr(model[:120]) + ("..." if len(model) > 120 else "")
+        super().__init__(f"the model {shown} does not exist; GET /v1/models lists the models (one per index)")
+
+
+def model_id(index: str) -> str:
+    return MODEL_PREFIX + index
+
+
+def index_of_model(model: str | None) -> str | None:
+    """The index a ``citeline/<index>`` model names; None for any other model string."""
+    if model is None or not model.startswith(MODEL_PREFIX):
+        return None
+    return model[len(MODEL_PREFIX) :]
+
+
+def chosen_index(model: str | None, index: str | None, names: Callable[[], Sequence[str]], default: str) -> str:
+    """The index a chat request answers from: the one its model names (which must exist, and agree
+    with the ``index`` extension when both are given), else its ``index``, else ``default``."""
+    named = index_of_model(model)
+    if named is None:
+        return index or default
+    if named not in names():
+        raise UnknownModelError(model or "")
+    if index is not None and index != named:
+        raise RequestError(f"the model names index {named!r}, the index field {index[:120]!r}",
+                           title="Conflicting index")  # fmt: skip
+    return named
 
 
 class ChatTurn(msgspec.Struct):
@@ -43,6 +88,7 @@ class ChatRequest(LiveOptions, kw_only=True):
 
     messages: Annotated[list[ChatTurn], msgspec.Meta(min_length=1)]
     model: str | None = None
+    """``citeline/<index>`` chooses the index; any other value is accepted and ignored."""
     stream: bool = False
     index: str | None = None
     """citeline extension: the index to answer from."""

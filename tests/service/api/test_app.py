@@ -204,4 +204,6 @@ def test_a_failing_stream_ends_with_a_problem_details_event(
         assert chunks[-1] == "[DONE]"
         error = json.loads(chunks[-2])
         assert (error["status"], error["title"]) == (status, title)
-        assert error["error"]["code"] == status
+        assert error["error"]["type"] == "server_error"
+        assert error["error"]["code"] == ("generation_failed" if status == 503 else None)
+        assert set(error["error"]) == {"message", "type", "code", "param"}

@@ -67,7 +67,7 @@ class McpMount:
     def handler(self) -> ASGIRouteHandler:
         mount = self
 
-        @asgi(PATH, is_mount=True, guards=[requires("read")], include_in_schema=False)
+        @asgi(PATH, is_mount=True, copy_scope=True, guards=[requires("read")], include_in_schema=False)
         async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
             manager = mount.manager
             if manager is None:

@@ -5,9 +5,10 @@ Each tool does what its HTTP route does, through the same code: the answerer's r
 ``fetch_page`` and the job manager for ``ingest``. Arguments are checked twice: their JSON schema
 (bounds an agent reads before calling) and the same checks the HTTP routes make; every refusal is a
 :class:`ToolError`, which the client receives as an ``isError`` result, never a protocol failure.
-"""
 
-from __future__ import annotations
+Not ``from __future__ import annotations``: the SDK reads each tool's annotations at run time, and
+the question's bound is a local of :func:`build_server`.
+"""
 
 import asyncio
 import logging
@@ -45,7 +46,6 @@ MAX_PAGE_CHARS = 100_000
 IndexName = Annotated[
     str | None,
     Field(
-        default=None,
         max_length=64,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         description="Index to use (letters, digits, '.', '_', '-'); omit for the server's default index.",

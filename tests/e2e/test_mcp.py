@@ -14,7 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from tests.conftest import BIN, ROOT, LiveService, StaticServer, citeline_env, live_service, run_citeline
-from tests.service.mcp.clients import http_client
+from tests.service.mcp.clients import http_client, text_of
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +38,7 @@ def data_dir(python_docs: StaticServer, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def service(data_dir: Path) -> Iterator[LiveService]:
-    with live_service(data_dir, index="py", CITELINE_API_KEYS=KEYS, **CODE) as live:
+    with live_service(data_dir, index="py", CITELINE_API_KEYS=KEYS, PYTHONPATH=str(ROOT)) as live:
         yield live
 
 
@@ -75,7 +75,7 @@ async def test_streamable_http_with_api_keys(service: LiveService, python_docs: 
         await exercise(client)
         refused = await client.call_tool("ingest", {"seeds": [python_docs.base_url + "library/csv.html"]})
         assert refused.is_error
-        assert "scope" in refused.content[0].text
+        assert "scope" in text_of(refused)
     async with http_client(url, "e2e-ingest") as client:
         job = await client.call_tool(
             "ingest", {"seeds": [python_docs.base_url + "library/csv.html"], "index": "py2", "max_depth": 0}
@@ -92,4 +92,4 @@ async def test_stdio_citeline_mcp(data_dir: Path) -> None:
         await exercise(client)
         refused = await client.call_tool("ingest", {"seeds": [PUBLIC]})
         assert refused.is_error
-        assert "--allow-ingest" in refused.content[0].text
+        assert "--allow-ingest" in text_of(refused)

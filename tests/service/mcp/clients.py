@@ -12,6 +12,7 @@ import httpx2
 import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
 
 from tests.conftest import free_port
 
@@ -43,3 +44,8 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def text_of(result: CallToolResult) -> str:
+    """The text a tool result carries (an error's reason)."""
+    return "\n".join(item.text for item in result.content if isinstance(item, TextContent))

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from service.api import create_app
-from tests.service.mcp.clients import http_client, uvicorn_server
+from tests.service.mcp.clients import http_client, text_of, uvicorn_server
 from tests.service.mcp.fakes import EMBEDDER, URL, generator, settings_for
 
 KEYS = {"read-key": "read", "ingest-key": "ingest"}
@@ -66,7 +66,7 @@ async def test_ingest_needs_the_ingest_scope(keyed: str) -> None:
     async with http_client(f"{keyed}/mcp", "read-key") as client:
         refused = await client.call_tool("ingest", arguments)
     assert refused.is_error
-    assert "'read' scope" in refused.content[0].text
+    assert "'read' scope" in text_of(refused)
     async with http_client(f"{keyed}/mcp", "ingest-key") as client:
         started = await client.call_tool("ingest", arguments)
     assert not started.is_error, started.content

@@ -11,6 +11,7 @@ from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
 from service.cli import app
+from tests.service.mcp.clients import text_of
 from tests.service.mcp.fakes import URL
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,7 +42,7 @@ async def test_stdio_client_calls_each_tool(tmp_path: Path) -> None:
         assert page.structured_content["url"] == URL
         refused = await client.call_tool("ingest", {"seeds": ["https://docs.example/"]})
         assert refused.is_error
-        assert "--allow-ingest" in refused.content[0].text
+        assert "--allow-ingest" in text_of(refused)
         bad = await client.call_tool("ask", {"question": ""})
         assert bad.is_error
 

@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 
 from service.mcp.tools import ToolContext, build_server
+from tests.service.mcp.clients import text_of
 from tests.service.mcp.fakes import PAGE_TEXT, URL, ready_resources, settings_for
 
 
@@ -99,7 +100,7 @@ async def test_fetch_page_returns_text_and_provenance_in_slices(server: Any) -> 
 async def test_a_bad_argument_is_a_tool_error(server: Any, name: str, arguments: dict[str, Any], says: str) -> None:
     result = await call(server, name, arguments)
     assert result.is_error
-    assert says in result.content[0].text
+    assert says in text_of(result)
 
 
 async def test_a_tool_waits_for_models_still_loading(tmp_path: Path) -> None:
@@ -111,6 +112,6 @@ async def test_a_tool_waits_for_models_still_loading(tmp_path: Path) -> None:
     server = build_server(ToolContext(loading, transport="stdio", ready_wait_s=0.5))
     result = await call(server, "search", {"query": "json"})
     assert result.is_error
-    assert "loading" in result.content[0].text
+    assert "loading" in text_of(result)
     loading.registry, loading.answerer = loaded.registry, loaded.answerer
     assert not (await call(server, "search", {"query": "json"})).is_error

@@ -47,6 +47,7 @@ from service.api.resources import (
 from service.api.search import search_passages
 from service.generation import Generator
 from service.live import SearchProvider
+from service.mcp.http import McpMount
 from service.operations import JobManager
 from service.settings import ServiceSettings
 
@@ -73,6 +74,7 @@ def create_app(
     )
     if embedder is not None and generator is not None:
         wire(resources, settings.registry(embedder), embedder, generator, live_transport=live_transport, search=search)
+    mcp = McpMount()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -90,7 +92,8 @@ def create_app(
         if not resources.ready:
             threading.Thread(target=load_resources, args=(resources,), name="citeline-loader", daemon=True).start()
         try:
-            yield
+            async with mcp.running(resources):
+                yield
         finally:
             if resources.registry is not None:
                 resources.registry.close()
@@ -118,6 +121,7 @@ def create_app(
             get_ingest,
             cancel_ingest,
             Metrics,
+            mcp.handler(),
             create_static_files_router(path="/static", directories=[UI_PAGE.parent], include_in_schema=False),
         ],
         middleware=[request_id_middleware, prometheus.middleware],

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.directories import directory_pages
+from ingest.fetch import FetchedPage, FetchFailure
 
 
 @pytest.fixture
@@ -56,7 +57,9 @@ def test_directory_pages_limits(site_dir: Path) -> None:
     pages = list(directory_pages(site_dir, "https://docs.example/", max_pages=2))
     assert [p.url for p in pages] == ["https://docs.example/alias.html", "https://docs.example/binary.html"]
     small = list(directory_pages(site_dir, "https://docs.example/", max_pages=100, max_bytes=100))
-    assert "https://docs.example/binary.html" not in {p.url for p in small}
+    assert "https://docs.example/binary.html" not in {p.url for p in small if isinstance(p, FetchedPage)}
+    over = [p for p in small if isinstance(p, FetchFailure) and p.url == "https://docs.example/binary.html"]
+    assert [p.kind for p in over] == ["size"], "a file over the cap is a failure the summary lists"
 
 
 def test_directory_pages_say_how_many_files_a_cap_left_out(site_dir: Path) -> None:

@@ -14,6 +14,7 @@ from ingest.documents import extract_fetched, extract_markdown, extract_pdf, ext
 from ingest.fetch import Crawler, CrawlLimits, FetchedPage, FetchFailure
 from ingest.pdf import PDF_TYPE, PdfLimits, close_worker, page_of, pdf_text, read_pdf
 from service.answering.citations import fragment_url
+from ingest.warc import WarcRecorder, warc_pages
 from tests.ingest.pdfs import image_only_pdf, make_pdf, malformed_pdf
 
 WORDS = "the gnuplot command {0} draws a plot of data from a file with lines and points for the reader"
@@ -164,3 +165,14 @@ async def test_directory_of_documents_is_indexed_with_pdf_pages(tmp_path: Path) 
         assert all(PDF_PAGE_KEY not in h.metadata for h in hits if not h.url.endswith(".pdf"))
     finally:
         index.close()
+
+
+def test_a_pdf_goes_through_a_warc_as_bytes(tmp_path: Path) -> None:
+    pdf = make_pdf(PAGES)
+    page = FetchedPage(
+        "https://h/m.pdf", "https://h/m.pdf", 200, "", {"content-type": PDF_TYPE}, 0, 0.0, media_type=PDF_TYPE, data=pdf
+    )
+    with WarcRecorder(tmp_path / "crawl.warc.gz") as recorder:
+        recorder.record(page)
+    read = [item for item in warc_pages(tmp_path / "crawl.warc.gz") if isinstance(item, FetchedPage)]
+    assert [(p.url, p.media_type, p.data) for p in read] == [("https://h/m.pdf", PDF_TYPE, pdf)]

@@ -42,7 +42,7 @@ def test_directory_pages(site_dir: Path) -> None:
         "https://docs.example/v1/guide/latin.html",
         "https://docs.example/v1/index.html",
     ]
-    by_url = {p.url: p for p in pages}
+    by_url = {p.url: p for p in pages if isinstance(p, FetchedPage)}
     latin = by_url["https://docs.example/v1/guide/latin.html"]
     assert "café naïve" in latin.html
     assert by_url["https://docs.example/v1/alias.html"].html == "<html><body>home</body></html>"
@@ -79,7 +79,8 @@ def test_directory_page_encodings(tmp_path: Path) -> None:
     )
     (tmp_path / "bogus.html").write_bytes(b'<meta charset="zlib"><p>caf\xc3\xa9</p>')
     (tmp_path / "guess.html").write_bytes("<p>Übergrößenträger für Straßenbahnen</p>".encode("cp1252") * 5)
-    html = {p.url.rsplit("/", 1)[1]: p.html for p in directory_pages(tmp_path, "http://x/", max_pages=10)}
+    pages = [p for p in directory_pages(tmp_path, "http://x/", max_pages=10) if isinstance(p, FetchedPage)]
+    html = {p.url.rsplit("/", 1)[1]: p.html for p in pages}
     assert html["bom16.html"] == "<p>ŝpecial</p>"
     assert html["cp1252.html"].endswith("“q”")  # latin-1 labels mean windows-1252, as in browsers
     assert html["bogus.html"] == '<meta charset="zlib"><p>café</p>'

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def test_pdf_pages_are_kept_apart_by_form_feeds() -> None:
 
 def test_a_passage_never_crosses_a_page() -> None:
     page = extract_pdf(make_pdf(PAGES), "https://h/m.pdf")
-    passages = chunk(page.text, page.headings, ChunkSizes(target_words=200, max_words=300, min_words=150))
+    passages = chunk(page.text, page.headings, ChunkSizes(target_words=500, max_words=600, min_words=400))
     assert len(passages) == 3, "one page each, although the sizes would pack two pages together"
     for number, passage in enumerate(passages, start=1):
         assert "\f" not in passage.text
@@ -75,8 +76,9 @@ def test_unreadable_pdfs_say_why(data: bytes, limits: PdfLimits, reason: str) ->
 
 
 def test_a_slow_pdf_is_stopped_at_the_deadline_and_the_next_one_is_read() -> None:
-    with pytest.raises(ExtractionError, match="took over"):
-        read_pdf(make_pdf(PAGES), "https://h/slow.pdf", PdfLimits(timeout_s=0.0001))
+    close_worker()  # a worker starting afresh (a new interpreter) takes far longer than 10 ms to answer
+    with pytest.raises(ExtractionError, match="took over 0.01 s"):
+        read_pdf(make_pdf(PAGES), "https://h/slow.pdf", PdfLimits(timeout_s=0.01))
     assert read_pdf(make_pdf(PAGES), "https://h/m.pdf").pages[0].startswith("Chapter 1")
 
 
@@ -160,8 +162,10 @@ async def test_directory_of_documents_is_indexed_with_pdf_pages(tmp_path: Path) 
         assert stored is not None
         assert stored.title == "The manual"
         hits = index.search(np.asarray(HashEmbedder(32).embed(["page2line3"])), k=50)
-        pages = {h.text.split("\n")[0]: h.metadata.get(PDF_PAGE_KEY) for h in hits if h.url.endswith(".pdf")}
-        assert pages == {"Chapter 1": "1", "Chapter 2": "2", "Chapter 3": "3"}
+        pdf_hits = [h for h in hits if h.url.endswith(".pdf")]
+        assert {h.metadata.get(PDF_PAGE_KEY) for h in pdf_hits} == {"1", "2", "3"}
+        for hit in pdf_hits:  # a passage's page is the one its lines were written on
+            assert {f"page{hit.metadata[PDF_PAGE_KEY]}"} == set(re.findall(r"page\d(?=line)", hit.text))
         assert all(PDF_PAGE_KEY not in h.metadata for h in hits if not h.url.endswith(".pdf"))
     finally:
         index.close()

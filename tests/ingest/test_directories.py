@@ -40,6 +40,7 @@ def test_directory_pages(site_dir: Path) -> None:
         "https://docs.example/v1/guide/deep/%C3%BCn%C3%AF%20c%C3%B6d%C3%A9.html",
         "https://docs.example/v1/guide/intro.htm",
         "https://docs.example/v1/guide/latin.html",
+        "https://docs.example/v1/guide/notes.txt",
         "https://docs.example/v1/index.html",
     ]
     by_url = {p.url: p for p in pages if isinstance(p, FetchedPage)}
@@ -66,9 +67,9 @@ def test_directory_pages_say_how_many_files_a_cap_left_out(site_dir: Path) -> No
     left: list[int] = []
     pages = list(directory_pages(site_dir, "https://docs.example/", max_pages=2, on_cap=left.append))
     assert len(pages) == 2
-    assert left == [5], "alias and binary read; five HTML files not (escape.html among them: never opened)"
+    assert left == [6], "alias and binary read; five HTML files and notes.txt not (escape.html: never opened)"
     everything = list(directory_pages(site_dir, "https://docs.example/", on_cap=left.append))
-    assert len(everything) == 6, "no cap unless one is asked for"
+    assert len(everything) == 7, "no cap unless one is asked for"
     assert left == [5]
 
 

@@ -89,7 +89,6 @@ def test_answer_cites_the_manual_to_the_page(
     base_url, root, _, _ = site
     body = service.ask("How do I change the decimal sign used in gnuplot tic labels?")
     assert body["abstained"] is False, body
-    print(json.dumps(body["citations"], indent=1))
     cited = [c for c in body["citations"] if c["url"] == base_url + "gnuplot.pdf"]
     assert cited, body["citations"]
     for citation in cited:

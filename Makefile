@@ -10,6 +10,8 @@ PY_DOCS := $(CORPORA)/python3.11-doc
 SQLITE_DOCS := $(CORPORA)/sqlite3-doc
 DJANGO_DOCS := $(CORPORA)/python-django-doc
 DEBREF_DOCS := $(CORPORA)/debian-reference-en
+# A real PDF manual (gnuplot.pdf, 311 pages) for the PDF ingest e2e test.
+GNUPLOT_DOCS := $(CORPORA)/gnuplot-doc
 export HF_HUB_OFFLINE := 1
 
 .PHONY: demo test install ray-install ray-test models corpora browser compose lint typecheck unit e2e index django-index bench bench-quick eval eval-corpora clean
@@ -53,6 +55,7 @@ corpora:
 	scripts/fetch-debian-doc.sh sqlite3-doc $(SQLITE_DOCS)
 	scripts/fetch-debian-doc.sh python-django-doc $(DJANGO_DOCS)
 	scripts/fetch-debian-doc.sh debian-reference-en $(DEBREF_DOCS)
+	scripts/fetch-debian-doc.sh gnuplot-doc $(GNUPLOT_DOCS)
 
 # The web UI is tested in Debian's chromium, driven by Playwright (no browser download).
 browser:

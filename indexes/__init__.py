@@ -40,7 +40,7 @@ from indexes._manifest import Manifest
 from indexes._qdrant import QdrantVectorStore
 from indexes._settings import CitelineSettings
 from indexes._simhash import hamming_distance
-from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
+from indexes._types import ALIAS_KINDS, PDF_PAGE_KEY, AliasKind, PageRecord, PassageRecord, SearchHit
 from indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
 from indexes._vectorstore import (
     VECTOR_BACKENDS,
@@ -54,6 +54,7 @@ __all__ = [
     "ALIAS_KINDS",
     "DEFAULT_EMBEDDING_MODEL",
     "EMBEDDING_BACKENDS",
+    "PDF_PAGE_KEY",
     "RETRIEVAL_MODES",
     "RRF_K",
     "VECTOR_BACKENDS",

@@ -32,7 +32,7 @@ from indexes._layout import DB_FILE
 from indexes._manifest import now
 from indexes._schema import COLLECTION_KEY, UNMIGRATED_VALUE, connect, has_table, page_columns
 from indexes._simhash import hamming_distance, simhash_from_sql, simhash_to_sql
-from indexes._types import PageRecord, PassageRecord, SearchHit
+from indexes._types import PDF_PAGE_KEY, PageRecord, PassageRecord, SearchHit
 from indexes._vectorstore import VectorBatch
 
 REMOVED_LOG_KEEP = 500_000
@@ -74,8 +74,17 @@ _METADATA_FIELDS = (
 )
 """The page provenance a :class:`SearchHit` carries in ``metadata``, for citations to show."""
 
+_PDF_PAGE = (
+    "CASE WHEN instr(g.text, char(12)) > 0"
+    " THEN 1 + p.start - length(replace(substr(g.text, 1, p.start), char(12), '')) END"
+)
+# A PDF's text ends each page with a form feed, which no other page's text holds (``ingest.pdf``):
+# the page of a passage is one plus the form feeds before it. Computed for the few hits a question
+# reads rather than stored, so indexes built before PDFs open unchanged.
 _HITS_QUERY = (
-    'SELECT p.id, p.text, p.start, p."end", p.heading, g.url, g.title, g.id, {metadata}'
+    'SELECT p.id, p.text, p.start, p."end", p.heading, g.url, g.title, g.id, {metadata}, '  # noqa: S608 # constants only
+    + _PDF_PAGE
+    + " AS pdf_page"
     " FROM passages p JOIN pages g ON g.id = p.page_id WHERE p.id IN ({marks})"
 )
 
@@ -515,8 +524,10 @@ class PassageStore:
             if row is None:
                 continue
             metadata = {
-                name: _metadata_value(name, value) for name, value in zip(_METADATA_FIELDS, row[8:], strict=True)
+                name: _metadata_value(name, value) for name, value in zip(_METADATA_FIELDS, row[8:-1], strict=True)
             }
+            if row[-1] is not None:
+                metadata[PDF_PAGE_KEY] = str(row[-1])
             hits.append(
                 SearchHit(
                     passage_id=passage_id,

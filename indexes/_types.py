@@ -56,6 +56,11 @@ class PassageRecord:
     """The nearest section heading above the passage, when the extractor kept one."""
 
 
+PDF_PAGE_KEY = "pdf_page"
+"""The :attr:`SearchHit.metadata` key of a PDF passage's page number (1-based, as a string);
+absent for any other page."""
+
+
 @dataclass(frozen=True, slots=True)
 class SearchHit:
     """A retrieved passage with the page it belongs to."""

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from indexes import CitelineSettings
 from ingest.chunk import ChunkSizes
+from ingest.pdf import PdfLimits
 
 
 class IngestSettings(CitelineSettings):
@@ -44,7 +45,11 @@ class IngestSettings(CitelineSettings):
     max_redirects: int = 5
     """Redirects followed per page before giving up."""
     max_page_bytes: int = 5_000_000
-    """Decoded body size cap per page."""
+    """Decoded body size cap per page (a PDF's bytes too)."""
+    pdf_max_pages: int = 500
+    """A PDF with more pages is skipped, with its page count as the reason."""
+    pdf_timeout: float = 60.0
+    """Seconds one PDF's text extraction may take (in a worker process, killed past it)."""
     max_pages: int = 1000
     """Pages fetched per run when the command names no limit."""
     passage_words: int = 120
@@ -53,6 +58,10 @@ class IngestSettings(CitelineSettings):
     """Hard cap on passage length in words; longer lines are split at sentence ends."""
     passage_min_words: int = 25
     """Passages shorter than this are merged into the next one where possible."""
+
+    def pdf_limits(self) -> PdfLimits:
+        """The bounds of one PDF's extraction these settings ask for."""
+        return PdfLimits(self.pdf_max_pages, self.pdf_timeout)
 
     def chunk_sizes(self) -> ChunkSizes:
         """The passage sizes these settings ask for, as the chunker takes them."""

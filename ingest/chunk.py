@@ -4,6 +4,8 @@ A passage is always ``text[start:end]`` of the page's extracted text, so a citat
 an exact span of the page. Passages follow the page's structure: a section heading starts a new
 passage (unless the one before is still too short to stand alone), lines are packed up to a target
 length, and a line longer than the hard cap is split at sentence ends (or, failing that, words).
+A form feed (a PDF page's end, ``ingest.pdf``) always ends a passage: a passage, and every quote
+cut from it, lies on one page.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass
 from indexes import PassageRecord
 
 _WORD = re.compile(r"\S+")
+PAGE_BREAK = "\f"
+"""Ends a PDF page in the text (``ingest.pdf`` imports it from here: the chunker is the lower layer)."""
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 
 
@@ -111,6 +115,8 @@ def chunk(text: str, headings: frozenset[str] = frozenset(), sizes: ChunkSizes |
         current, current_words = [], 0
 
     for unit in units:
+        if current and PAGE_BREAK in text[current[-1].end : unit.start]:
+            flush()
         if unit.is_heading:
             if current_words >= sizes.min_words:
                 flush()

@@ -18,7 +18,10 @@ from indexes import Embedder, PassageRecord, Vectors
 from ingest._exceptions import ExtractionError
 from ingest.chunk import ChunkSizes, chunk
 from ingest.dedup import simhash
-from ingest.extract import ExtractedPage, extract
+from ingest.documents import extract_fetched
+from ingest.extract import ExtractedPage
+from ingest.fetch import FetchedPage
+from ingest.pdf import PdfLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +46,10 @@ class Engine(Protocol):
     batch_passages: int | None
     """Passages gathered before one :meth:`embed` call; None: the pipeline's ``embed_batch_passages``."""
 
-    def process(self, html: str, url: str, sizes: ChunkSizes) -> Awaitable[PageResult]:
-        """Start extracting (and chunking) one page cited under ``url``; awaiting gives the result."""
+    def process(
+        self, page: FetchedPage, url: str, sizes: ChunkSizes, pdf: PdfLimits | None = None
+    ) -> Awaitable[PageResult]:
+        """Start extracting (and chunking) one page (HTML, PDF...) cited under ``url``; awaiting gives the result."""
         ...
 
     def embed(self, embedder: Embedder, texts: list[str], batch_size: int) -> Vectors:
@@ -52,10 +57,10 @@ class Engine(Protocol):
         ...
 
 
-def extract_text(html: str, url: str, sizes: ChunkSizes) -> PageResult:
+def extract_text(page: FetchedPage, url: str, sizes: ChunkSizes, pdf: PdfLimits | None = None) -> PageResult:
     """Extract one page; passages and SimHash are computed when first asked for."""
     try:
-        extracted = extract(html, url)
+        extracted = extract_fetched(page, url, pdf)
     except ExtractionError as exc:
         return exc.reason
     return ProcessedPage(
@@ -71,8 +76,10 @@ class LocalEngine:
     lookahead: int = 1
     batch_passages: int | None = None
 
-    def process(self, html: str, url: str, sizes: ChunkSizes) -> Awaitable[PageResult]:
-        return asyncio.to_thread(extract_text, html, url, sizes)
+    def process(
+        self, page: FetchedPage, url: str, sizes: ChunkSizes, pdf: PdfLimits | None = None
+    ) -> Awaitable[PageResult]:
+        return asyncio.to_thread(extract_text, page, url, sizes, pdf)
 
     def embed(self, embedder: Embedder, texts: list[str], batch_size: int) -> Vectors:
         return embedder.embed(texts, batch_size=batch_size)

@@ -40,10 +40,13 @@ from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded
 from ingest.tdmrep import TdmRepCache
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+PDF_TYPE = "application/pdf"
+DOCUMENT_TYPES = (*HTML_TYPES, PDF_TYPE)
+"""Content types the crawler keeps; a PDF's bytes are read under the same cap as a page's."""
 # Links to these are never pages worth extracting; skipping them saves a request each.
 _SKIP_SUFFIXES = (
     ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".webp", ".css", ".js", ".zip", ".gz", ".tgz",
-    ".bz2", ".xz", ".tar", ".pdf", ".epub", ".mp3", ".mp4", ".woff", ".woff2", ".ttf", ".txt",
+    ".bz2", ".xz", ".tar", ".epub", ".mp3", ".mp4", ".woff", ".woff2", ".ttf", ".txt",
     ".json", ".xml", ".rst",
 )  # fmt: skip
 GONE_STATUSES = frozenset([404, 410])
@@ -51,7 +54,7 @@ GONE_STATUSES = frozenset([404, 410])
 
 @dataclass(frozen=True, slots=True)
 class FetchedPage:
-    """A successfully fetched HTML page."""
+    """A successfully fetched page: HTML (``html``), or a document kept as bytes (``data``, a PDF)."""
 
     url: str
     """The URL as requested (normalised, without fragment)."""
@@ -62,6 +65,10 @@ class FetchedPage:
     headers: dict[str, str]
     depth: int
     elapsed: float
+    media_type: str = "text/html"
+    """What ``html`` or ``data`` holds: HTML, ``application/pdf``, ``text/markdown`` or ``text/plain``."""
+    data: bytes = b""
+    """The body as received, for a document that is not text (a PDF); empty for HTML."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +305,12 @@ class Crawler:
             if response.status_code >= 400:
                 raise FetchError(url, f"HTTP {response.status_code}", status=response.status_code)
             content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-            if content_type not in HTML_TYPES:
-                reason = f"not HTML ({content_type or 'no content type'})"
+            if content_type not in DOCUMENT_TYPES:
+                reason = f"not HTML or PDF ({content_type or 'no content type'})"
                 raise FetchError(url, reason, status=response.status_code, kind="type")
             body = await read_bounded(response, self._limits.max_page_bytes, url)
+            if content_type == PDF_TYPE:
+                return await self._document(url, final_url, response, body, depth=depth, started=started)
             html = decode_html(body, response.charset_encoding)
             del body
             reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
@@ -319,6 +328,26 @@ class Crawler:
             )
         finally:
             await response.aclose()
+
+    async def _document(
+        self, url: str, final_url: str, response: httpx.Response, body: bytes, *, depth: int, started: float
+    ) -> FetchedPage:
+        """A PDF: kept as bytes, with no links to follow; the owner's opt-outs are its headers and TDMRep."""
+        reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
+        opted_out = opt_out_reason(final_url, response.headers, "", token=self._token, tdmrep=reservation)
+        if opted_out is not None:
+            raise FetchError(url, f"owner opted out ({opted_out})", status=response.status_code, kind="opt_out")
+        return FetchedPage(
+            url=url,
+            final_url=final_url,
+            status=response.status_code,
+            html="",
+            headers={k.lower(): v for k, v in response.headers.items()},
+            depth=depth,
+            elapsed=time.perf_counter() - started,
+            media_type=PDF_TYPE,
+            data=body,
+        )
 
     async def crawl(
         self,
@@ -390,7 +419,7 @@ class Crawler:
                     await results.put(FetchFailure(url, f"unexpected error: {type(exc).__name__}: {exc}"))
                 else:
                     links: list[str] = []
-                    if isinstance(page, FetchedPage):
+                    if isinstance(page, FetchedPage) and page.media_type != PDF_TYPE:
                         try:
                             links = extract_links(page.html, page.final_url)
                         except MarkupError as exc:

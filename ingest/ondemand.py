@@ -16,7 +16,7 @@ from indexes import PageRecord, PassageRecord
 from ingest._settings import IngestSettings
 from ingest._wiring import settings_client, settings_limits, settings_politeness
 from ingest.chunk import ChunkSizes, chunk
-from ingest.extract import extract
+from ingest.documents import extract_fetched
 from ingest.fetch import Crawler, FetchedPage, NotModified, canonical
 from ingest.pipeline import page_record
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url
@@ -84,7 +84,7 @@ class OnDemandFetcher:
 def extract_page(fetched: FetchedPage, *, url: str, sizes: ChunkSizes) -> tuple[PageRecord, list[PassageRecord]]:
     """The page record (under ``url``, the address citations link to) and its passages;
     ``ExtractionError`` when the page has no main text."""
-    extracted = extract(fetched.html, url)
+    extracted = extract_fetched(fetched, url)
     return page_record(fetched, extracted, url=url, chunking=sizes.signature), chunk(
         extracted.text, extracted.headings, sizes
     )

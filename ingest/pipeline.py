@@ -36,6 +36,7 @@ from ingest.extract import ExtractedPage
 from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
 from ingest.journal import CrawlJournal, JobState
 from ingest.options import IngestOptions
+from ingest.pdf import PdfLimits
 from ingest.streams import aclose, chain
 from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
@@ -101,9 +102,10 @@ class IngestPipeline:
         embed_batch_size: int = 32,
         flush_every_pages: int = 50,
         engine: Engine | None = None,
+        pdf_limits: PdfLimits | None = None,
     ) -> None:
         """``options`` (its ``url_map``, ``keep_gone`` and ``near_duplicates``) say what to keep;
-        ``sizes`` and the batch sizes come from the settings; ``engine`` says where extraction and
+        ``sizes``, ``pdf_limits`` and the batch sizes come from the settings; ``engine`` says where extraction and
         embedding run (:class:`~ingest.engine.LocalEngine` when None)."""
         index.check_embedder(embedder.model_name, embedder.dimension)
         options = options or IngestOptions()
@@ -111,6 +113,7 @@ class IngestPipeline:
         self._embedder = embedder
         self._engine: Engine = engine or LocalEngine()
         self._sizes = sizes or ChunkSizes()
+        self._pdf_limits = pdf_limits or PdfLimits()
         self._url_map = options.url_map
         self._batch_passages = self._engine.batch_passages or embed_batch_passages
         self._batch_size = embed_batch_size
@@ -366,7 +369,9 @@ class IngestPipeline:
                 summary.pages_fetched += 1
                 state.fetched = summary.pages_fetched
                 summary.stage_seconds["fetch"] += item.elapsed
-                processing.append((item, self._engine.process(item.html, self._url_map.public(item.url), self._sizes)))
+                processing.append(
+                    (item, self._engine.process(item, self._url_map.public(item.url), self._sizes, self._pdf_limits))
+                )
                 while len(processing) >= self._engine.lookahead:
                     await decide_oldest()
                 report()

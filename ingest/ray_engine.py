@@ -28,9 +28,12 @@ from ingest._exceptions import ExtractionError, IngestError
 from ingest._settings import IngestSettings
 from ingest.chunk import ChunkSizes, chunk
 from ingest.dedup import simhash
+from ingest.documents import extract_fetched
 from ingest.engine import PageResult, ProcessedPage
-from ingest.extract import ExtractedPage, extract
+from ingest.extract import ExtractedPage
+from ingest.fetch import FetchedPage
 from ingest.options import IngestOptions
+from ingest.pdf import PdfLimits
 from ingest.runner import IngestInputs, run_ingest
 from ingest.summary import IngestSummary, ProgressCallback
 
@@ -61,11 +64,13 @@ class _Extracted:
     fingerprint: int | None
 
 
-def _extract_and_chunk(html: str, public_url: str, sizes: ChunkSizes) -> _Extracted | str:
+def _extract_and_chunk(
+    page: FetchedPage, public_url: str, sizes: ChunkSizes, pdf: PdfLimits | None = None
+) -> _Extracted | str:
     """One page's CPU work, run as a Ray task: the extraction error's reason rather than a raise,
     so a bad page is the page's failure, not the task's."""
     try:
-        extracted = extract(html, public_url)
+        extracted = extract_fetched(page, public_url, pdf)
     except ExtractionError as exc:
         return exc.reason
     return _Extracted(extracted, chunk(extracted.text, extracted.headings, sizes), simhash(extracted.text))
@@ -113,9 +118,11 @@ class RayEngine:
         self.lookahead = max(1, options.window_pages)
         self.batch_passages: int | None = options.batch_passages
 
-    def process(self, html: str, url: str, sizes: ChunkSizes) -> Awaitable[PageResult]:
+    def process(
+        self, page: FetchedPage, url: str, sizes: ChunkSizes, pdf: PdfLimits | None = None
+    ) -> Awaitable[PageResult]:
         # Submitted now, awaited when the pipeline reaches this page: the tasks run meanwhile.
-        return self._result(self._extract_task.remote(html, url, sizes))
+        return self._result(self._extract_task.remote(page, url, sizes, pdf))
 
     async def _result(self, ref: Any) -> PageResult:
         result: _Extracted | str = await asyncio.to_thread(self._ray.get, ref)

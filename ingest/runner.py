@@ -52,7 +52,7 @@ class IngestInputs:
     robots_sitemaps: bool = False
     """Also read the ``Sitemap:`` lines of the seeds' robots.txt."""
     directory: Path | None = None
-    """A local directory of HTML files..."""
+    """A local directory of HTML, PDF, Markdown and text files..."""
     base_url: str = ""
     """...recorded under this URL prefix (provenance for citations)."""
     warcs: tuple[Path, ...] = ()
@@ -147,6 +147,7 @@ async def run_ingest(
                 embedder,
                 options,
                 sizes=settings.chunk_sizes(),
+                pdf_limits=settings.pdf_limits(),
                 embed_batch_size=settings.embed_batch_size,
                 embed_batch_passages=settings.embed_batch_passages,
                 engine=engine,
@@ -177,7 +178,11 @@ async def run_ingest(
             offline: list[AsyncIterator[CrawlItem]] = []
             if inputs.directory is not None:
                 pages = directory_pages(
-                    inputs.directory, inputs.base_url, max_pages=max_pages, on_cap=left_over("files")
+                    inputs.directory,
+                    inputs.base_url,
+                    max_pages=max_pages,
+                    max_bytes=settings.max_page_bytes,
+                    on_cap=left_over("files"),
                 )
                 offline.append(iterate(pages))
             offline.extend(

@@ -28,7 +28,7 @@ from warcio.statusandheaders import StatusAndHeaders  # type: ignore[import-unty
 from warcio.warcwriter import WARCWriter  # type: ignore[import-untyped]
 
 from ingest._decode import decode_html
-from ingest.fetch import HTML_TYPES, FetchedPage, FetchFailure, canonical
+from ingest.fetch import DOCUMENT_TYPES, PDF_TYPE, FetchedPage, FetchFailure, canonical
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def _warc_item(record: Any, where: str, max_bytes: int) -> FetchedPage | FetchFa
 
 
 def _warc_response(record: Any, where: str, max_bytes: int) -> FetchedPage | FetchFailure | None:
-    """A response record as a page, a failure, or None when it is not an HTML 2xx response."""
+    """A response record as a page, a failure, or None when it is not an HTML or PDF 2xx response."""
     if record.rec_type != "response" or record.http_headers is None:
         return None
     target = _target(record)
@@ -127,13 +127,13 @@ def _warc_response(record: Any, where: str, max_bytes: int) -> FetchedPage | Fet
     if status is None:
         return FetchFailure(target, f"malformed HTTP status line {record.http_headers.statusline!r}")
     mime, charset = _content_type(record.http_headers.get_header("content-type"))
-    if not 200 <= status < 300 or mime not in HTML_TYPES:
+    if not 200 <= status < 300 or mime not in DOCUMENT_TYPES:
         return None
-    return _warc_page(record, target, status, charset, max_bytes)
+    return _warc_page(record, target, status, charset, max_bytes, is_pdf=mime == PDF_TYPE)
 
 
 def _warc_page(
-    record: Any, target: str, status: int, charset: str | None, max_bytes: int
+    record: Any, target: str, status: int, charset: str | None, max_bytes: int, *, is_pdf: bool = False
 ) -> FetchedPage | FetchFailure:
     started = time.perf_counter()
     try:
@@ -142,7 +142,7 @@ def _warc_page(
     except Exception as exc:  # warcio's chunked/gzip/brotli decoders each raise their own types
         return FetchFailure(target, f"unreadable body: {_brief(exc)}", status)
     if len(body) > max_bytes:
-        return FetchFailure(target, f"body larger than {max_bytes} bytes", status)
+        return FetchFailure(target, f"body larger than {max_bytes} bytes", status, kind="size")
     if missing:
         return FetchFailure(target, f"record truncated: {missing} bytes missing", status)
     requested = str(record.rec_headers.get_header(_REQUESTED_URI) or target)
@@ -150,10 +150,12 @@ def _warc_page(
         url=canonical(requested),
         final_url=canonical(target),
         status=status,
-        html=decode_html(body, charset),
+        html="" if is_pdf else decode_html(body, charset),
         headers=_joined_headers(record.http_headers.headers),
         depth=0,
         elapsed=time.perf_counter() - started,
+        media_type=PDF_TYPE if is_pdf else "text/html",
+        data=body if is_pdf else b"",
     )
 
 
@@ -251,7 +253,9 @@ def _header(headers: dict[str, str], name: str) -> str | None:
 def _response_payload(page: FetchedPage, raw_body: bytes | None) -> tuple[bytes, list[tuple[str, str]]]:
     """The body to store and the HTTP headers that describe it."""
     headers = [(name, value) for name, value in page.headers.items() if name.lower() not in _NOT_REPLAYED]
-    if raw_body is None:
+    if raw_body is None and page.media_type == PDF_TYPE:
+        raw_body = page.data  # a PDF is kept as received: its bytes are what it says they are
+    elif raw_body is None:
         # Only the decoded text is at hand: store it as UTF-8 and say so, whatever the server sent.
         mime, _ = _content_type(_header(page.headers, "content-type"))
         headers = [(name, value) for name, value in headers if name.lower() != "content-type"]

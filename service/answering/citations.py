@@ -266,13 +266,17 @@ def _fragment_part(text: str) -> str:
     return quote(text, safe="()").replace("-", "%2D")
 
 
-def fragment_url(url: str, quote_text: str, *, edge_words: int = 5) -> str:
+def fragment_url(url: str, quote_text: str, *, edge_words: int = 5, page: int | None = None) -> str:
     """``url#:~:text=start,end`` that highlights ``quote_text`` in a browser.
 
     Short quotes are matched whole; long ones by their first and last words. The start and end
     are taken from the quote's first and last line, since a match term cannot span block elements.
+    A PDF's quote (``page`` given) links to ``url#page=N`` instead: browsers' PDF viewers open a
+    page (RFC 8118) but do not read text directives.
     """
     base = url.split("#", 1)[0]
+    if page is not None:
+        return f"{base}#page={page}"
     lines = [" ".join(line.split()) for line in quote_text.split("\n") if line.strip()]
     if not lines:
         return base

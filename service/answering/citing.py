@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from indexes import SearchHit
+from indexes import PDF_PAGE_KEY, SearchHit
 from service.answering.citations import (
     ParsedSentence,
     Span,
@@ -41,7 +41,14 @@ def see_also(hits: Sequence[SearchHit], limit: int = 3) -> list[SeeAlso]:
         first_line = next((line for line in hit.text.split("\n") if len(line.split()) > 3), hit.text.split("\n")[0])
         snippet = " ".join(first_line.split())[:240]
         out.append(
-            SeeAlso(hit.url, hit.title, hit.heading, snippet, fragment_url(hit.url, snippet), round(hit.score, 4))
+            SeeAlso(
+                hit.url,
+                hit.title,
+                hit.heading,
+                snippet,
+                fragment_url(hit.url, snippet, page=_int_or_none(hit.metadata.get(PDF_PAGE_KEY))),
+                round(hit.score, 4),
+            )
         )
         if len(out) == limit:
             break
@@ -82,6 +89,8 @@ class CitationBook:
         # By page and offsets, not passage id: a stored and a live index number passages apart.
         key = (hit.url, start, end)
         if key not in self._ids:
+            # A passage never crosses a PDF page (ingest.chunk), so the span is on the passage's page.
+            page = _int_or_none(hit.metadata.get(PDF_PAGE_KEY))
             self._ids[key] = len(self.citations) + 1
             self.citations.append(
                 Citation(
@@ -91,7 +100,7 @@ class CitationBook:
                     quote=span.text,
                     start=start,
                     end=end,
-                    fragment_url=fragment_url(hit.url, span.text),
+                    fragment_url=fragment_url(hit.url, span.text, page=page),
                     passage_id=hit.passage_id,
                     retrieval_score=round(hit.score, 4),
                     site_name=hit.metadata.get("sitename"),
@@ -104,6 +113,7 @@ class CitationBook:
                     live=hit.metadata.get(LIVE_KEY),
                     changed_since_index=hit.metadata.get(INDEXED_AT_KEY) is not None,
                     indexed_at=hit.metadata.get(INDEXED_AT_KEY),
+                    page=page,
                 )
             )
         return self._ids[key]

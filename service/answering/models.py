@@ -28,7 +28,8 @@ class Citation:
     """Offset of the quote in the page's extracted text."""
     end: int
     fragment_url: str
-    """The page URL with a ``#:~:text=`` fragment that scrolls to and highlights the quote."""
+    """The page URL with a ``#:~:text=`` fragment that scrolls to and highlights the quote; for a
+    PDF, ``#page=N``, which opens it at the quote's page."""
     passage_id: int
     retrieval_score: float
     site_name: str | None = None
@@ -49,6 +50,8 @@ class Citation:
     """The stored copy of this page differs from the page as it is now: the quote is from the
     current text (``indexed_at`` says when the stored copy was fetched)."""
     indexed_at: str | None = None
+    page: int | None = None
+    """The PDF page (1-based) the quote is on; None for a page that is not a PDF."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,7 +147,7 @@ def ingest(
     feed: Annotated[list[str] | None, typer.Option(help="RSS/Atom feed URL; repeatable.")] = None,
     robots_sitemaps: Annotated[bool, typer.Option(help="Also read the seeds' robots.txt Sitemap: lines.")] = False,
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="Local directory of HTML files (needs --base-url).")
+        Path | None, typer.Option("--dir", help="Directory of HTML, PDF, Markdown, text files (needs --base-url).")
     ] = None,
     base_url: Annotated[str, typer.Option(help="URL prefix the --dir files are cited under.")] = "",
     warc: Annotated[list[Path] | None, typer.Option(help="WARC file (.warc or .warc.gz); repeatable.")] = None,

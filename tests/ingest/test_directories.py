@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ingest.directories import directory_pages
+from ingest.fetch import FetchedPage, FetchFailure
 
 
 @pytest.fixture
@@ -39,9 +40,10 @@ def test_directory_pages(site_dir: Path) -> None:
         "https://docs.example/v1/guide/deep/%C3%BCn%C3%AF%20c%C3%B6d%C3%A9.html",
         "https://docs.example/v1/guide/intro.htm",
         "https://docs.example/v1/guide/latin.html",
+        "https://docs.example/v1/guide/notes.txt",
         "https://docs.example/v1/index.html",
     ]
-    by_url = {p.url: p for p in pages}
+    by_url = {p.url: p for p in pages if isinstance(p, FetchedPage)}
     latin = by_url["https://docs.example/v1/guide/latin.html"]
     assert "café naïve" in latin.html
     assert by_url["https://docs.example/v1/alias.html"].html == "<html><body>home</body></html>"
@@ -56,17 +58,19 @@ def test_directory_pages_limits(site_dir: Path) -> None:
     pages = list(directory_pages(site_dir, "https://docs.example/", max_pages=2))
     assert [p.url for p in pages] == ["https://docs.example/alias.html", "https://docs.example/binary.html"]
     small = list(directory_pages(site_dir, "https://docs.example/", max_pages=100, max_bytes=100))
-    assert "https://docs.example/binary.html" not in {p.url for p in small}
+    assert "https://docs.example/binary.html" not in {p.url for p in small if isinstance(p, FetchedPage)}
+    over = [p for p in small if isinstance(p, FetchFailure) and p.url == "https://docs.example/binary.html"]
+    assert [p.kind for p in over] == ["size"], "a file over the cap is a failure the summary lists"
 
 
 def test_directory_pages_say_how_many_files_a_cap_left_out(site_dir: Path) -> None:
     left: list[int] = []
     pages = list(directory_pages(site_dir, "https://docs.example/", max_pages=2, on_cap=left.append))
     assert len(pages) == 2
-    assert left == [5], "alias and binary read; five HTML files not (escape.html among them: never opened)"
+    assert left == [6], "alias and binary read; five HTML files and notes.txt not (escape.html: never opened)"
     everything = list(directory_pages(site_dir, "https://docs.example/", on_cap=left.append))
-    assert len(everything) == 6, "no cap unless one is asked for"
-    assert left == [5]
+    assert len(everything) == 7, "no cap unless one is asked for"
+    assert left == [6]
 
 
 def test_directory_page_encodings(tmp_path: Path) -> None:
@@ -76,7 +80,8 @@ def test_directory_page_encodings(tmp_path: Path) -> None:
     )
     (tmp_path / "bogus.html").write_bytes(b'<meta charset="zlib"><p>caf\xc3\xa9</p>')
     (tmp_path / "guess.html").write_bytes("<p>Übergrößenträger für Straßenbahnen</p>".encode("cp1252") * 5)
-    html = {p.url.rsplit("/", 1)[1]: p.html for p in directory_pages(tmp_path, "http://x/", max_pages=10)}
+    pages = [p for p in directory_pages(tmp_path, "http://x/", max_pages=10) if isinstance(p, FetchedPage)]
+    html = {p.url.rsplit("/", 1)[1]: p.html for p in pages}
     assert html["bom16.html"] == "<p>ŝpecial</p>"
     assert html["cp1252.html"].endswith("“q”")  # latin-1 labels mean windows-1252, as in browsers
     assert html["bogus.html"] == '<meta charset="zlib"><p>café</p>'

@@ -45,8 +45,8 @@ def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(301, headers={"Location": "/docs/a.html"})
     if path == "/docs/away.html":
         return httpx.Response(302, headers={"Location": "https://elsewhere.example/"})
-    if path == "/docs/pdf.html":
-        return httpx.Response(200, content=b"%PDF", headers={"content-type": "application/pdf"})
+    if path == "/docs/zip.html":
+        return httpx.Response(200, content=b"PK\x03\x04", headers={"content-type": "application/zip"})
     if path in PAGES:
         return httpx.Response(200, html=PAGES[path])
     return httpx.Response(404, html="not found")
@@ -118,7 +118,7 @@ async def test_max_pages_and_depth() -> None:
 
 @pytest.mark.parametrize(
     ("path", "reason"),
-    [("/docs/pdf.html", "not HTML (application/pdf)"), ("/docs/big.html", "body larger than 1000 bytes")],
+    [("/docs/zip.html", "not HTML or PDF (application/zip)"), ("/docs/big.html", "body larger than 1000 bytes")],
 )
 async def test_type_and_size_checks(path: str, reason: str) -> None:
     c, client = crawler(max_pages=5, max_page_bytes=1000)

@@ -15,13 +15,10 @@ from ingest.fetch import (
     Crawler,
     CrawlItem,
     CrawlLimits,
-    CrawlScope,
     FetchedPage,
     FetchFailure,
     NotModified,
-    canonical,
     make_client,
-    scope_prefix,
 )
 from ingest.journal import CrawlJournal
 from ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
@@ -29,6 +26,7 @@ from ingest.options import IngestOptions, UrlMap
 from ingest.pipeline import IngestPipeline, page_record
 from ingest.retries import parse_retry_after
 from ingest.runner import IngestInputs, run_ingest
+from ingest.scope import CrawlScope, canonical, scope_prefix
 from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
 __all__ = [

@@ -10,7 +10,7 @@ import httpx
 
 from ingest._exceptions import FetchError
 from ingest.bounded import ACCEPT_HEADERS, gunzip_bounded, read_bounded, send_following
-from ingest.fetch import canonical
+from ingest.scope import canonical
 
 _GZIP_MAGIC = b"\x1f\x8b"
 

@@ -15,8 +15,9 @@ from urllib.parse import quote
 
 from ingest._decode import decode_html
 from ingest.documents import MARKDOWN_TYPE, TEXT_TYPE
-from ingest.fetch import FetchedPage, FetchFailure, canonical
+from ingest.fetch import FetchedPage, FetchFailure
 from ingest.pdf import PDF_TYPE
+from ingest.scope import canonical
 
 log = logging.getLogger(__name__)
 

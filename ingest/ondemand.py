@@ -17,9 +17,10 @@ from ingest._settings import IngestSettings
 from ingest._wiring import settings_client, settings_limits, settings_politeness
 from ingest.chunk import ChunkSizes, chunk
 from ingest.documents import extract_fetched
-from ingest.fetch import Crawler, FetchedPage, NotModified, canonical
+from ingest.fetch import Crawler, FetchedPage, NotModified
 from ingest.pipeline import page_record
 from ingest.safety import AddressPolicy, BlockedAddressError, check_url
+from ingest.scope import canonical
 
 Validators = tuple[str | None, str | None]
 """(ETag, Last-Modified) of a stored copy: the fetch becomes a conditional GET."""

@@ -20,19 +20,13 @@ from ingest._wiring import settings_client, settings_limits, settings_politeness
 from ingest.directories import directory_pages
 from ingest.engine import Engine
 from ingest.feeds import feed_urls
-from ingest.fetch import (
-    Crawler,
-    CrawlItem,
-    CrawlScope,
-    FetchedPage,
-    FetchFailure,
-    canonical,
-)
+from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure
 from ingest.journal import CrawlJournal
 from ingest.options import IngestOptions
 from ingest.pipeline import IngestPipeline
 from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
+from ingest.scope import CrawlScope, canonical
 from ingest.sitemaps import sitemap_urls
 from ingest.streams import chain, iterate
 from ingest.summary import IngestSummary, ProgressCallback

@@ -20,7 +20,8 @@ from usp.tree import sitemap_from_str
 from ingest._decode import decode_html
 from ingest._exceptions import FetchError
 from ingest._listing import UniqueUrls, fetch_document
-from ingest.fetch import FetchFailure, canonical
+from ingest.fetch import FetchFailure
+from ingest.scope import canonical
 
 log = logging.getLogger(__name__)
 

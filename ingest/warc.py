@@ -28,7 +28,8 @@ from warcio.statusandheaders import StatusAndHeaders  # type: ignore[import-unty
 from warcio.warcwriter import WARCWriter  # type: ignore[import-untyped]
 
 from ingest._decode import decode_html
-from ingest.fetch import DOCUMENT_TYPES, PDF_TYPE, FetchedPage, FetchFailure, canonical
+from ingest.fetch import DOCUMENT_TYPES, PDF_TYPE, FetchedPage, FetchFailure
+from ingest.scope import canonical
 
 log = logging.getLogger(__name__)
 

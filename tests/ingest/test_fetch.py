@@ -22,9 +22,9 @@ from ingest import (
     scope_prefix,
 )
 from ingest.bounded import read_bounded
-from ingest.fetch import extract_links
 from ingest.robots import RobotsCache
 from ingest.safety import AddressPolicy
+from ingest.scope import extract_links
 from ingest.tdmrep import TdmRepCache
 from tests.bombs import BOMBS, LIMIT, Trickle, bomb_response, peak_memory
 

@@ -10,9 +10,9 @@ import pytest
 import trafilatura
 
 from ingest.feeds import _feed_links
-from ingest.fetch import extract_links
 from ingest.markup import MarkupError, parse_html
 from ingest.optout import robots_directives
+from ingest.scope import extract_links
 
 PAGE = (
     "<html><head><title>T</title><meta name='robots' content='noindex'></head><body>"

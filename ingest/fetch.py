@@ -251,10 +251,7 @@ class Crawler:
                 return await self._document(url, final_url, response, body, depth=depth, started=started)
             html = decode_html(body, response.charset_encoding)
             del body
-            reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
-            opted_out = opt_out_reason(final_url, response.headers, html, token=self._token, tdmrep=reservation)
-            if opted_out is not None:
-                raise FetchError(url, f"owner opted out ({opted_out})", status=response.status_code, kind="opt_out")
+            await self._refuse_opted_out(url, final_url, response, html)
             return FetchedPage(
                 url=url,
                 final_url=final_url,
@@ -267,14 +264,19 @@ class Crawler:
         finally:
             await response.aclose()
 
+    async def _refuse_opted_out(self, url: str, final_url: str, response: httpx.Response, html: str) -> None:
+        """FetchError (kind ``opt_out``) when the owner reserved the page: its headers, its markup
+        (``html``; empty for a PDF) or the site's TDMRep."""
+        reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
+        opted_out = opt_out_reason(final_url, response.headers, html, token=self._token, tdmrep=reservation)
+        if opted_out is not None:
+            raise FetchError(url, f"owner opted out ({opted_out})", status=response.status_code, kind="opt_out")
+
     async def _document(
         self, url: str, final_url: str, response: httpx.Response, body: bytes, *, depth: int, started: float
     ) -> FetchedPage:
         """A PDF: kept as bytes, with no links to follow; the owner's opt-outs are its headers and TDMRep."""
-        reservation = await self._tdm.reservation(final_url) if self._tdm is not None else None
-        opted_out = opt_out_reason(final_url, response.headers, "", token=self._token, tdmrep=reservation)
-        if opted_out is not None:
-            raise FetchError(url, f"owner opted out ({opted_out})", status=response.status_code, kind="opt_out")
+        await self._refuse_opted_out(url, final_url, response, "")
         return FetchedPage(
             url=url,
             final_url=final_url,

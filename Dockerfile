@@ -24,6 +24,8 @@ COPY pyproject.toml README.md ./
 COPY indexes ./indexes
 COPY ingest ./ingest
 COPY service ./service
+# The installed package is `citeline`: its folder links to the three above (see citeline/__init__.py).
+COPY citeline ./citeline
 RUN pip install . \
     && mkdir -p /var/lib/citeline && chown citeline /var/lib/citeline
 

@@ -23,7 +23,7 @@ from _common import ROOT, free_port, machine, median, percentile, ratio, start_s
 from rich.console import Console
 from rich.table import Table
 
-from service.evaluation import EvalQuestion, load_questions
+from citeline.service.evaluation import EvalQuestion, load_questions
 
 SETS = (ROOT / "eval/sets/python_faq.jsonl", ROOT / "eval/sets/python_faq_paraphrased.jsonl")
 TARGETS = {"total_ms": "p50 <= 5000", "ttft_ms": "p50 <= 2000"}

@@ -32,9 +32,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from indexes import load_embedder
-from service.answering.verify import Verifier, VerifierConfig, VerifierStats
-from service.settings import ServiceSettings
+from citeline.indexes import load_embedder
+from citeline.service.answering.verify import Verifier, VerifierConfig, VerifierStats
+from citeline.service.settings import ServiceSettings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

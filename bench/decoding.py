@@ -32,12 +32,12 @@ from generation import memory_bandwidth_gbs
 from rich.console import Console
 from rich.table import Table
 
-from indexes import PassageIndex, load_embedder
-from service.answering import Retriever
-from service.answering.budget import excerpts
-from service.answering.prompt import build_messages
-from service.generation import ChatMessage, OpenVINOGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import PassageIndex, load_embedder
+from citeline.service.answering import Retriever
+from citeline.service.answering.budget import excerpts
+from citeline.service.answering.prompt import build_messages
+from citeline.service.generation import ChatMessage, OpenVINOGenerator
+from citeline.service.settings import ServiceSettings
 
 SETS = HERE.parent / "eval" / "sets"
 CORPORA = {  # eval set -> index name (as make eval-corpora and make demo build them)

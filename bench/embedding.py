@@ -34,7 +34,7 @@ from _common import ROOT, machine, ratio, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import EMBEDDING_BACKENDS, CitelineSettings, EmbeddingBackend, Vectors, load_embedder
+from citeline.indexes import EMBEDDING_BACKENDS, CitelineSettings, EmbeddingBackend, Vectors, load_embedder
 
 SETS = ("python_faq", "python_faq_paraphrased", "django_faq")
 BASELINE: EmbeddingBackend = "torch"

@@ -86,7 +86,7 @@ def evaluate(corpus: Corpus, *, retrieval_only: bool, policy: str = "strict", ev
 def check_gate(paths: list[Path]) -> int:
     """The pinned floors of every corpus (eval/gate/corpora.json), against all result files at once:
     a corpus whose floors fail does not stop the others from being measured."""
-    from service.evaluation import gate_problems
+    from citeline.service.evaluation import gate_problems
 
     gate = json.loads(GATE.read_text())
     totals = {str(r["name"]): r["totals"] for path in paths for r in json.loads(path.read_text())["sets"]}

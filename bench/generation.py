@@ -26,11 +26,11 @@ from _common import HERE, machine, median, ratio, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import PassageIndex, load_embedder
-from service.answering.budget import BudgetConfig, excerpts
-from service.answering.prompt import build_messages
-from service.generation import ChatMessage, OpenVINOGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import PassageIndex, load_embedder
+from citeline.service.answering.budget import BudgetConfig, excerpts
+from citeline.service.answering.prompt import build_messages
+from citeline.service.generation import ChatMessage, OpenVINOGenerator
+from citeline.service.settings import ServiceSettings
 
 DEFAULT_QUESTIONS = HERE / "questions" / "python_docs.txt"
 

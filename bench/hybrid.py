@@ -31,7 +31,7 @@ from _common import ROOT, machine, median, percentile, ratio, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import (
+from citeline.indexes import (
     RRF_K,
     CitelineSettings,
     HybridRetriever,
@@ -41,7 +41,7 @@ from indexes import (
     SearchHit,
     load_embedder,
 )
-from service.evaluation import EvalQuestion, load_questions
+from citeline.service.evaluation import EvalQuestion, load_questions
 
 K = 5
 SETS = (

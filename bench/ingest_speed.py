@@ -34,8 +34,8 @@ from _common import PYTHON_DOCS, machine, ratio, serve_docs, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import Embedder, Vectors, load_embedder
-from ingest import IngestOptions, IngestPipeline, IngestSettings, run_ingest
+from citeline.indexes import Embedder, Vectors, load_embedder
+from citeline.ingest import IngestOptions, IngestPipeline, IngestSettings, run_ingest
 
 DOCS = PYTHON_DOCS
 TARGET = 1.15

@@ -36,7 +36,7 @@ from _common import (
 from rich.console import Console
 from rich.table import Table
 
-from service.evaluation import load_questions
+from citeline.service.evaluation import load_questions
 
 DOCS = PYTHON_DOCS
 PUBLIC = "https://docs.python.org/3.11/"

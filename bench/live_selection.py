@@ -19,9 +19,9 @@ from _common import ROOT, machine, median, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import CitelineSettings, PageRecord, Vectors, load_embedder
-from ingest import ChunkSizes, chunk, embedding_text, extract
-from service.live import LivePage, select_passages
+from citeline.indexes import CitelineSettings, PageRecord, Vectors, load_embedder
+from citeline.ingest import ChunkSizes, chunk, embedding_text, extract
+from citeline.service.live import LivePage, select_passages
 
 CORPORA = {
     "python": (ROOT / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html", "https://docs.python.org/3.11/",

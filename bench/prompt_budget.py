@@ -29,11 +29,11 @@ from _common import ROOT, machine, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import Embedder, PassageIndex, Vectors, load_embedder
-from service.answering import Retriever
-from service.answering.budget import BudgetConfig, excerpts
-from service.answering.citations import content_tokens
-from service.settings import ServiceSettings
+from citeline.indexes import Embedder, PassageIndex, Vectors, load_embedder
+from citeline.service.answering import Retriever
+from citeline.service.answering.budget import BudgetConfig, excerpts
+from citeline.service.answering.citations import content_tokens
+from citeline.service.settings import ServiceSettings
 
 
 class CachingEmbedder:

@@ -26,8 +26,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from indexes import SentenceTransformerEmbedder, load_embedder
-from ingest import IngestOptions, IngestSettings, IngestSummary, run_ingest
+from citeline.indexes import SentenceTransformerEmbedder, load_embedder
+from citeline.ingest import IngestOptions, IngestSettings, IngestSummary, run_ingest
 
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / ".cache/corpora/python3.11-doc/usr/share/doc/python3.11/html"

@@ -49,9 +49,9 @@ from _common import ROOT, machine, percentile, ratio, write_results
 from rich.console import Console
 from rich.table import Table
 
-from indexes import CitelineSettings, VectorIndexPolicy, VectorIndexSpec, index_dir, load_embedder
-from indexes._vectors import configure_search, new_vector_index, train_vector_index
-from service.evaluation import load_questions
+from citeline.indexes import CitelineSettings, VectorIndexPolicy, VectorIndexSpec, index_dir, load_embedder
+from citeline.indexes._vectors import configure_search, new_vector_index, train_vector_index
+from citeline.service.evaluation import load_questions
 
 K = 10
 Array = np.ndarray[Any, np.dtype[Any]]

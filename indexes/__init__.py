@@ -3,7 +3,7 @@
 Nothing here imports ``ingest`` or ``service``.
 """
 
-from indexes._embedder import (
+from citeline.indexes._embedder import (
     EMBEDDING_BACKENDS,
     Embedder,
     EmbeddingBackend,
@@ -13,7 +13,7 @@ from indexes._embedder import (
     Vectors,
     load_embedder,
 )
-from indexes._exceptions import (
+from citeline.indexes._exceptions import (
     CitelineError,
     CitelineIndexError,
     EmbedderMismatchError,
@@ -23,9 +23,14 @@ from indexes._exceptions import (
     InvalidIndexNameError,
     VectorStoreBusyError,
 )
-from indexes._export import DEFAULT_EMBEDDING_MODEL, EmbedderExport, openvino_export_dir, prepare_openvino_embedder
-from indexes._files import atomic_write
-from indexes._fusion import (
+from citeline.indexes._export import (
+    DEFAULT_EMBEDDING_MODEL,
+    EmbedderExport,
+    openvino_export_dir,
+    prepare_openvino_embedder,
+)
+from citeline.indexes._files import atomic_write
+from citeline.indexes._fusion import (
     RETRIEVAL_MODES,
     RRF_K,
     HybridRetriever,
@@ -33,16 +38,16 @@ from indexes._fusion import (
     maximal_marginal_relevance,
     reciprocal_rank_fusion,
 )
-from indexes._index import PassageIndex, UpsertResult
-from indexes._layout import index_dir, list_indexes, validate_index_name
-from indexes._lexical import LexicalIndex, bm25_scores, embedding_text, stem_word, stopwords, tokenize
-from indexes._manifest import Manifest
-from indexes._qdrant import QdrantVectorStore
-from indexes._settings import CitelineSettings
-from indexes._simhash import hamming_distance
-from indexes._types import ALIAS_KINDS, PDF_PAGE_KEY, AliasKind, PageRecord, PassageRecord, SearchHit
-from indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
-from indexes._vectorstore import (
+from citeline.indexes._index import PassageIndex, UpsertResult
+from citeline.indexes._layout import index_dir, list_indexes, validate_index_name
+from citeline.indexes._lexical import LexicalIndex, bm25_scores, embedding_text, stem_word, stopwords, tokenize
+from citeline.indexes._manifest import Manifest
+from citeline.indexes._qdrant import QdrantVectorStore
+from citeline.indexes._settings import CitelineSettings
+from citeline.indexes._simhash import hamming_distance
+from citeline.indexes._types import ALIAS_KINDS, PDF_PAGE_KEY, AliasKind, PageRecord, PassageRecord, SearchHit
+from citeline.indexes._vectors import VectorIndexPolicy, VectorIndexSpec, set_search_threads
+from citeline.indexes._vectorstore import (
     VECTOR_BACKENDS,
     FaissVectorStore,
     VectorBackend,

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_chec
 import numpy as np
 import numpy.typing as npt
 
-from indexes._exceptions import EmbedderUnavailableError
+from citeline.indexes._exceptions import EmbedderUnavailableError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from indexes._settings import CitelineSettings
+    from citeline.indexes._settings import CitelineSettings
 
-from indexes._export import (
+from citeline.indexes._export import (
     DEFAULT_EMBEDDING_MODEL,
     INT8_MODEL_SUFFIX,
     OV_XML,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from indexes._exceptions import EmbedderUnavailableError
+from citeline.indexes._exceptions import EmbedderUnavailableError
 
 if TYPE_CHECKING:
     pass
@@ -138,7 +138,7 @@ def prepare_openvino_embedder(
     Raises EmbedderUnavailableError when the export cannot be made.
     """
     if models_dir is None:
-        from indexes._settings import CitelineSettings
+        from citeline.indexes._settings import CitelineSettings
 
         models_dir = CitelineSettings().models_dir
     final_dir = openvino_export_dir(name, models_dir, int8=int8)

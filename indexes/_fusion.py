@@ -18,13 +18,13 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from indexes._embedder import Embedder, Vectors
-from indexes._index import PassageIndex
-from indexes._layout import DB_FILE
-from indexes._lexical import LexicalIndex
-from indexes._passages import stored_vectors
-from indexes._schema import connect
-from indexes._types import SearchHit
+from citeline.indexes._embedder import Embedder, Vectors
+from citeline.indexes._index import PassageIndex
+from citeline.indexes._layout import DB_FILE
+from citeline.indexes._lexical import LexicalIndex
+from citeline.indexes._passages import stored_vectors
+from citeline.indexes._schema import connect
+from citeline.indexes._types import SearchHit
 
 RetrievalMode = Literal["dense", "bm25", "hybrid"]
 RETRIEVAL_MODES: tuple[RetrievalMode, ...] = ("dense", "bm25", "hybrid")

@@ -47,16 +47,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from indexes._embedder import Vectors
-from indexes._exceptions import EmbedderMismatchError, IndexCorruptError, IndexNotFoundError
-from indexes._layout import DB_FILE, FAISS_FILE, MANIFEST_FILE, QDRANT_DIR, index_dir
-from indexes._manifest import Manifest, now, read_manifest, write_manifest
-from indexes._passages import PassageStore
-from indexes._schema import COLLECTION_KEY, connect, ensure_schema, new_collection_name
-from indexes._simhash import simhash_to_sql
-from indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
-from indexes._vectors import FLAT, VectorIndexPolicy
-from indexes._vectorstore import VECTOR_BACKENDS, FaissVectorStore, VectorBackend, VectorStore
+from citeline.indexes._embedder import Vectors
+from citeline.indexes._exceptions import EmbedderMismatchError, IndexCorruptError, IndexNotFoundError
+from citeline.indexes._layout import DB_FILE, FAISS_FILE, MANIFEST_FILE, QDRANT_DIR, index_dir
+from citeline.indexes._manifest import Manifest, now, read_manifest, write_manifest
+from citeline.indexes._passages import PassageStore
+from citeline.indexes._schema import COLLECTION_KEY, connect, ensure_schema, new_collection_name
+from citeline.indexes._simhash import simhash_to_sql
+from citeline.indexes._types import ALIAS_KINDS, AliasKind, PageRecord, PassageRecord, SearchHit
+from citeline.indexes._vectors import FLAT, VectorIndexPolicy
+from citeline.indexes._vectorstore import VECTOR_BACKENDS, FaissVectorStore, VectorBackend, VectorStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +233,7 @@ class PassageIndex:
         )
 
     def _new_qdrant(self) -> VectorStore:
-        from indexes._qdrant import open_index_collection  # optional dependency: imported only when chosen
+        from citeline.indexes._qdrant import open_index_collection  # optional dependency: imported only when chosen
 
         return open_index_collection(self.path, self.dimension, collection=self._collection, url=self._qdrant_url)
 
@@ -269,7 +269,7 @@ class PassageIndex:
             self._collection = new_collection_name(self.name)
             self._store.record_collection(self._collection)
         else:
-            from indexes._qdrant import drop_collection
+            from citeline.indexes._qdrant import drop_collection
 
             drop_collection(self._qdrant_url, self._collection)
         store = self._new_qdrant()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from indexes._exceptions import InvalidIndexNameError
+from citeline.indexes._exceptions import InvalidIndexNameError
 
 INDEX_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DB_FILE = "passages.sqlite"

@@ -40,10 +40,10 @@ import numpy as np
 import numpy.typing as npt
 import Stemmer  # type: ignore[import-not-found]
 
-from indexes._files import atomic_write
-from indexes._index import PassageIndex
-from indexes._layout import DB_FILE
-from indexes._passages import read_passage_texts
+from citeline.indexes._files import atomic_write
+from citeline.indexes._index import PassageIndex
+from citeline.indexes._layout import DB_FILE
+from citeline.indexes._passages import read_passage_texts
 
 LEXICAL_DIR = "bm25"
 CURRENT_FILE = "current.json"

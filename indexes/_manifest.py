@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from indexes._files import atomic_write
-from indexes._layout import MANIFEST_FILE
-from indexes._vectors import FLAT_FACTORY
-from indexes._vectorstore import VectorBackend
+from citeline.indexes._files import atomic_write
+from citeline.indexes._layout import MANIFEST_FILE
+from citeline.indexes._vectors import FLAT_FACTORY
+from citeline.indexes._vectorstore import VectorBackend
 
 FORMAT_VERSION = 1
 """The file layout. Later schema additions are migrated in place and do not change it."""

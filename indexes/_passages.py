@@ -26,14 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from indexes._embedder import Vectors
-from indexes._exceptions import IndexCorruptError
-from indexes._layout import DB_FILE
-from indexes._manifest import now
-from indexes._schema import COLLECTION_KEY, UNMIGRATED_VALUE, connect, has_table, page_columns
-from indexes._simhash import hamming_distance, simhash_from_sql, simhash_to_sql
-from indexes._types import PDF_PAGE_KEY, PageRecord, PassageRecord, SearchHit
-from indexes._vectorstore import VectorBatch
+from citeline.indexes._embedder import Vectors
+from citeline.indexes._exceptions import IndexCorruptError
+from citeline.indexes._layout import DB_FILE
+from citeline.indexes._manifest import now
+from citeline.indexes._schema import COLLECTION_KEY, UNMIGRATED_VALUE, connect, has_table, page_columns
+from citeline.indexes._simhash import hamming_distance, simhash_from_sql, simhash_to_sql
+from citeline.indexes._types import PDF_PAGE_KEY, PageRecord, PassageRecord, SearchHit
+from citeline.indexes._vectorstore import VectorBatch
 
 REMOVED_LOG_KEEP = 500_000
 """Removals a writer's flush keeps in the log; a reader further behind reopens (and rebuilds)."""

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from indexes._embedder import Vectors
-from indexes._exceptions import EmbedderMismatchError, VectorStoreBusyError
-from indexes._layout import QDRANT_DIR
-from indexes._vectorstore import check_batch, query_row
+from citeline.indexes._embedder import Vectors
+from citeline.indexes._exceptions import EmbedderMismatchError, VectorStoreBusyError
+from citeline.indexes._layout import QDRANT_DIR
+from citeline.indexes._vectorstore import check_batch, query_row
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
-from indexes._manifest import FORMAT_VERSION, read_manifest
+from citeline.indexes._manifest import FORMAT_VERSION, read_manifest
 
 COLLECTION_KEY = "qdrant_collection"
 """``meta`` key of the index's Qdrant collection name."""

@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from indexes._embedder import EmbeddingBackend
-from indexes._vectorstore import VectorBackend
+from citeline.indexes._embedder import EmbeddingBackend
+from citeline.indexes._vectorstore import VectorBackend
 
 
 def _default_data_dir() -> Path:

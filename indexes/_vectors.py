@@ -43,7 +43,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from indexes._files import atomic_write
+from citeline.indexes._files import atomic_write
 
 VectorIndexKind = Literal["flat", "ivf_sq8"]
 """The vector index kinds: exact search, or inverted lists of 8-bit scalar-quantised vectors."""

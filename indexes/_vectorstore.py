@@ -24,11 +24,11 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from indexes._embedder import Vectors
-from indexes._exceptions import EmbedderMismatchError, IndexCorruptError
-from indexes._files import atomic_write
-from indexes._layout import FAISS_FILE, QDRANT_DIR
-from indexes._vectors import (
+from citeline.indexes._embedder import Vectors
+from citeline.indexes._exceptions import EmbedderMismatchError, IndexCorruptError
+from citeline.indexes._files import atomic_write
+from citeline.indexes._layout import FAISS_FILE, QDRANT_DIR
+from citeline.indexes._vectors import (
     FLAT,
     VectorIndexPolicy,
     VectorIndexSpec,
@@ -348,7 +348,7 @@ def open_vector_store(
     if backend == "faiss":
         return FaissVectorStore(index_path / FAISS_FILE, dimension, policy=policy, source=source)
     if backend == "qdrant":
-        from indexes._qdrant import QdrantVectorStore  # optional dependency: imported only when chosen
+        from citeline.indexes._qdrant import QdrantVectorStore  # optional dependency: imported only when chosen
 
         name = collection or index_path.name
         if qdrant_url is not None:

@@ -6,12 +6,19 @@ tied together by ``pipeline`` (where extraction and embedding run: ``engine``; t
 ``directories``, ``warc``. Politeness: ``robots``, ``pacing``, ``retries``, ``tdmrep``, ``optout``.
 """
 
-from indexes import embedding_text  # defined by the index layer, which indexes the same text
-from ingest._exceptions import ExtractionError, FetchError, IngestError, MarkupError, OutOfScopeError, TooLargeError
-from ingest._settings import IngestSettings
-from ingest.chunk import ChunkSizes, chunk
-from ingest.extract import ExtractedPage, extract
-from ingest.fetch import (
+from citeline.indexes import embedding_text  # defined by the index layer, which indexes the same text
+from citeline.ingest._exceptions import (
+    ExtractionError,
+    FetchError,
+    IngestError,
+    MarkupError,
+    OutOfScopeError,
+    TooLargeError,
+)
+from citeline.ingest._settings import IngestSettings
+from citeline.ingest.chunk import ChunkSizes, chunk
+from citeline.ingest.extract import ExtractedPage, extract
+from citeline.ingest.fetch import (
     Crawler,
     CrawlItem,
     CrawlLimits,
@@ -20,14 +27,14 @@ from ingest.fetch import (
     NotModified,
     make_client,
 )
-from ingest.journal import CrawlJournal
-from ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
-from ingest.options import IngestOptions, UrlMap
-from ingest.pipeline import IngestPipeline, page_record
-from ingest.retries import parse_retry_after
-from ingest.runner import IngestInputs, run_ingest
-from ingest.scope import CrawlScope, canonical, scope_prefix
-from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
+from citeline.ingest.journal import CrawlJournal
+from citeline.ingest.ondemand import BlockedAddressError, OnDemandFetcher, Validators, extract_page
+from citeline.ingest.options import IngestOptions, UrlMap
+from citeline.ingest.pipeline import IngestPipeline, page_record
+from citeline.ingest.retries import parse_retry_after
+from citeline.ingest.runner import IngestInputs, run_ingest
+from citeline.ingest.scope import CrawlScope, canonical, scope_prefix
+from citeline.ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
 __all__ = [
     "BlockedAddressError",

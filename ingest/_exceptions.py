@@ -18,7 +18,7 @@ its ``kind``, and moves on.
 
 from typing import Literal
 
-from indexes import CitelineError
+from citeline.indexes import CitelineError
 
 SkipKind = Literal["error", "robots", "opt_out", "scope", "size", "type", "blocked", "gone"]
 """Why a page was not kept: ``robots``, ``opt_out`` (noindex/noai/TDM reservation), ``scope``,

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from ingest._exceptions import FetchError
-from ingest.bounded import ACCEPT_HEADERS, gunzip_bounded, read_bounded, send_following
-from ingest.scope import canonical
+from citeline.ingest._exceptions import FetchError
+from citeline.ingest.bounded import ACCEPT_HEADERS, gunzip_bounded, read_bounded, send_following
+from citeline.ingest.scope import canonical
 
 _GZIP_MAGIC = b"\x1f\x8b"
 

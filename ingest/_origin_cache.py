@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ingest._clock import Clock
-from ingest.bounded import ACCEPT_HEADERS, read_prefix, send_following
+from citeline.ingest._clock import Clock
+from citeline.ingest.bounded import ACCEPT_HEADERS, read_prefix, send_following
 
 DAY = 24 * 3600.0
 MAX_ORIGINS = 4096

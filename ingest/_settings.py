@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from indexes import CitelineSettings
-from ingest.chunk import ChunkSizes
-from ingest.pdf import PdfLimits
+from citeline.indexes import CitelineSettings
+from citeline.ingest.chunk import ChunkSizes
+from citeline.ingest.pdf import PdfLimits
 
 
 class IngestSettings(CitelineSettings):

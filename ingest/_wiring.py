@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import httpx
 
-from ingest._settings import IngestSettings
-from ingest.fetch import CrawlLimits, make_client
-from ingest.pacing import HostPacer
-from ingest.robots import RobotsCache
-from ingest.safety import AddressPolicy
-from ingest.tdmrep import TdmRepCache
+from citeline.ingest._settings import IngestSettings
+from citeline.ingest.fetch import CrawlLimits, make_client
+from citeline.ingest.pacing import HostPacer
+from citeline.ingest.robots import RobotsCache
+from citeline.ingest.safety import AddressPolicy
+from citeline.ingest.tdmrep import TdmRepCache
 
 _DEFAULT_FETCH_TIMEOUT = 30.0
 """Seconds robots.txt and tdmrep.json may take when the caller sets no tighter bound."""

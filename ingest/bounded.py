@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from ingest._exceptions import FetchError, TooLargeError
+from citeline.ingest._exceptions import FetchError, TooLargeError
 
 ACCEPT_ENCODING = "gzip, deflate"
 """The ``Accept-Encoding`` of every request citeline sends: only what :class:`BoundedDecoder` can bound."""

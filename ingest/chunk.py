@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from indexes import PassageRecord
+from citeline.indexes import PassageRecord
 
 _WORD = re.compile(r"\S+")
 PAGE_BREAK = "\f"

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from indexes import hamming_distance
+from citeline.indexes import hamming_distance
 
 _WORD = re.compile(r"\w+")
 SHINGLE = 3

@@ -13,11 +13,11 @@ from email.utils import formatdate
 from pathlib import Path, PurePosixPath
 from urllib.parse import quote
 
-from ingest._decode import decode_html
-from ingest.documents import MARKDOWN_TYPE, TEXT_TYPE
-from ingest.fetch import FetchedPage, FetchFailure
-from ingest.pdf import PDF_TYPE
-from ingest.scope import canonical
+from citeline.ingest._decode import decode_html
+from citeline.ingest.documents import MARKDOWN_TYPE, TEXT_TYPE
+from citeline.ingest.fetch import FetchedPage, FetchFailure
+from citeline.ingest.pdf import PDF_TYPE
+from citeline.ingest.scope import canonical
 
 log = logging.getLogger(__name__)
 

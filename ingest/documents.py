@@ -7,11 +7,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ingest._exceptions import ExtractionError
-from ingest.extract import ExtractedPage, extract
-from ingest.fetch import FetchedPage
-from ingest.pdf import PDF_TYPE, PdfLimits, pdf_text, read_pdf
-from ingest.text import strip_invisible
+from citeline.ingest._exceptions import ExtractionError
+from citeline.ingest.extract import ExtractedPage, extract
+from citeline.ingest.fetch import FetchedPage
+from citeline.ingest.pdf import PDF_TYPE, PdfLimits, pdf_text, read_pdf
+from citeline.ingest.text import strip_invisible
 
 MARKDOWN_TYPE = "text/markdown"
 TEXT_TYPE = "text/plain"

@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from indexes import Embedder, PassageRecord, Vectors
-from ingest._exceptions import ExtractionError
-from ingest.chunk import ChunkSizes, chunk
-from ingest.dedup import simhash
-from ingest.documents import extract_fetched
-from ingest.extract import ExtractedPage
-from ingest.fetch import FetchedPage
-from ingest.pdf import PdfLimits
+from citeline.indexes import Embedder, PassageRecord, Vectors
+from citeline.ingest._exceptions import ExtractionError
+from citeline.ingest.chunk import ChunkSizes, chunk
+from citeline.ingest.dedup import simhash
+from citeline.ingest.documents import extract_fetched
+from citeline.ingest.extract import ExtractedPage
+from citeline.ingest.fetch import FetchedPage
+from citeline.ingest.pdf import PdfLimits
 
 
 @dataclass(frozen=True, slots=True)

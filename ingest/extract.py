@@ -11,9 +11,9 @@ import lxml.html
 import trafilatura
 from trafilatura.settings import Document
 
-from ingest._exceptions import ExtractionError, MarkupError
-from ingest.markup import one_tree_at_a_time, parse_html
-from ingest.text import strip_invisible
+from citeline.ingest._exceptions import ExtractionError, MarkupError
+from citeline.ingest.markup import one_tree_at_a_time, parse_html
+from citeline.ingest.text import strip_invisible
 
 # Sphinx and many static-site generators append a pilcrow link to every heading; it is
 # decoration, and leaving it in would glue it to quoted spans. Invisible characters go too

@@ -14,9 +14,9 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import lxml.etree
 
-from ingest._exceptions import FetchError
-from ingest._listing import UniqueUrls, fetch_document
-from ingest.markup import one_tree_at_a_time
+from citeline.ingest._exceptions import FetchError
+from citeline.ingest._listing import UniqueUrls, fetch_document
+from citeline.ingest.markup import one_tree_at_a_time
 
 _RDF_ABOUT = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}about"
 _FEED_ROOTS = frozenset({"rss", "feed", "RDF"})

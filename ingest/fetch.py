@@ -26,16 +26,16 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ingest._decode import decode_html
-from ingest._exceptions import FetchError, MarkupError, OutOfScopeError, SkipKind
-from ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
-from ingest.optout import opt_out_reason
-from ingest.pacing import HostPacer
-from ingest.retries import fetch_with_retries
-from ingest.robots import RobotsCache
-from ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
-from ingest.scope import CrawlScope, canonical, extract_links
-from ingest.tdmrep import TdmRepCache
+from citeline.ingest._decode import decode_html
+from citeline.ingest._exceptions import FetchError, MarkupError, OutOfScopeError, SkipKind
+from citeline.ingest.bounded import ACCEPT_ENCODING, read_bounded, send_following
+from citeline.ingest.optout import opt_out_reason
+from citeline.ingest.pacing import HostPacer
+from citeline.ingest.retries import fetch_with_retries
+from citeline.ingest.robots import RobotsCache
+from citeline.ingest.safety import AddressPolicy, BlockedAddressError, check_url, guarded_transport
+from citeline.ingest.scope import CrawlScope, canonical, extract_links
+from citeline.ingest.tdmrep import TdmRepCache
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 PDF_TYPE = "application/pdf"

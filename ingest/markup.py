@@ -28,7 +28,7 @@ from typing import ParamSpec, TypeVar
 import lxml.etree
 import lxml.html
 
-from ingest._exceptions import MarkupError
+from citeline.ingest._exceptions import MarkupError
 
 # A byte-order mark may precede it when a page was decoded without stripping one.
 _XML_DECLARATION = re.compile(r"\A[\s\ufeff]*<\?xml\b[^>]*\?>")

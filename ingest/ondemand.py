@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import httpx
 
-from indexes import PageRecord, PassageRecord
-from ingest._settings import IngestSettings
-from ingest._wiring import settings_client, settings_limits, settings_politeness
-from ingest.chunk import ChunkSizes, chunk
-from ingest.documents import extract_fetched
-from ingest.fetch import Crawler, FetchedPage, NotModified
-from ingest.pipeline import page_record
-from ingest.safety import AddressPolicy, BlockedAddressError, check_url
-from ingest.scope import canonical
+from citeline.indexes import PageRecord, PassageRecord
+from citeline.ingest._settings import IngestSettings
+from citeline.ingest._wiring import settings_client, settings_limits, settings_politeness
+from citeline.ingest.chunk import ChunkSizes, chunk
+from citeline.ingest.documents import extract_fetched
+from citeline.ingest.fetch import Crawler, FetchedPage, NotModified
+from citeline.ingest.pipeline import page_record
+from citeline.ingest.safety import AddressPolicy, BlockedAddressError, check_url
+from citeline.ingest.scope import canonical
 
 Validators = tuple[str | None, str | None]
 """(ETag, Last-Modified) of a stored copy: the fetch becomes a conditional GET."""

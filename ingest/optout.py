@@ -8,9 +8,9 @@ from collections.abc import Iterable, Mapping
 
 import httpx
 
-from ingest._exceptions import MarkupError
-from ingest.markup import one_tree_at_a_time, parse_html
-from ingest.tdmrep import tdm_flag
+from citeline.ingest._exceptions import MarkupError
+from citeline.ingest.markup import one_tree_at_a_time, parse_html
+from citeline.ingest.tdmrep import tdm_flag
 
 DEFAULT_PRODUCT = "citeline"
 """The product token of the default user agent, for the opt-out checks when the caller names none."""

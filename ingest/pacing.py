@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 from cachetools import LRUCache
 
-from ingest._clock import Clock, Sleep
-from ingest.retries import parse_retry_after
-from ingest.robots import RobotsCache
+from citeline.ingest._clock import Clock, Sleep
+from citeline.ingest.retries import parse_retry_after
+from citeline.ingest.robots import RobotsCache
 
 MAX_HOSTS = 10_000
 """Hosts a :class:`HostPacer` remembers turns for; the least recently used go first."""

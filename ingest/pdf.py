@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
-from ingest._exceptions import ExtractionError
-from ingest.chunk import PAGE_BREAK
-from ingest.text import strip_invisible
+from citeline.ingest._exceptions import ExtractionError
+from citeline.ingest.chunk import PAGE_BREAK
+from citeline.ingest.text import strip_invisible
 
 PDF_TYPE = "application/pdf"
 _PDF_MAGIC = b"%PDF-"

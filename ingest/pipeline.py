@@ -28,17 +28,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes import AliasKind, Embedder, PageRecord, PassageIndex, PassageRecord, embedding_text, hamming_distance
-from ingest.chunk import ChunkSizes
-from ingest.dedup import NEAR_DISTANCE
-from ingest.engine import Engine, LocalEngine, PageResult, ProcessedPage
-from ingest.extract import ExtractedPage
-from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
-from ingest.journal import CrawlJournal, JobState
-from ingest.options import IngestOptions
-from ingest.pdf import PdfLimits
-from ingest.streams import aclose, chain
-from ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
+from citeline.indexes import (
+    AliasKind,
+    Embedder,
+    PageRecord,
+    PassageIndex,
+    PassageRecord,
+    embedding_text,
+    hamming_distance,
+)
+from citeline.ingest.chunk import ChunkSizes
+from citeline.ingest.dedup import NEAR_DISTANCE
+from citeline.ingest.engine import Engine, LocalEngine, PageResult, ProcessedPage
+from citeline.ingest.extract import ExtractedPage
+from citeline.ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure, NotModified
+from citeline.ingest.journal import CrawlJournal, JobState
+from citeline.ingest.options import IngestOptions
+from citeline.ingest.pdf import PdfLimits
+from citeline.ingest.streams import aclose, chain
+from citeline.ingest.summary import IngestProgress, IngestSummary, PageFailure, ProgressCallback
 
 
 @dataclass(frozen=True, slots=True)

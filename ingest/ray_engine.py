@@ -23,19 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from indexes import Embedder, PassageRecord, Vectors
-from ingest._exceptions import ExtractionError, IngestError
-from ingest._settings import IngestSettings
-from ingest.chunk import ChunkSizes, chunk
-from ingest.dedup import simhash
-from ingest.documents import extract_fetched
-from ingest.engine import PageResult, ProcessedPage
-from ingest.extract import ExtractedPage
-from ingest.fetch import FetchedPage
-from ingest.options import IngestOptions
-from ingest.pdf import PdfLimits
-from ingest.runner import IngestInputs, run_ingest
-from ingest.summary import IngestSummary, ProgressCallback
+from citeline.indexes import Embedder, PassageRecord, Vectors
+from citeline.ingest._exceptions import ExtractionError, IngestError
+from citeline.ingest._settings import IngestSettings
+from citeline.ingest.chunk import ChunkSizes, chunk
+from citeline.ingest.dedup import simhash
+from citeline.ingest.documents import extract_fetched
+from citeline.ingest.engine import PageResult, ProcessedPage
+from citeline.ingest.extract import ExtractedPage
+from citeline.ingest.fetch import FetchedPage
+from citeline.ingest.options import IngestOptions
+from citeline.ingest.pdf import PdfLimits
+from citeline.ingest.runner import IngestInputs, run_ingest
+from citeline.ingest.summary import IngestSummary, ProgressCallback
 
 EmbedderFactory = Callable[[], Embedder]
 """Builds the embedder inside each actor; it must pickle (a module-level function or a partial)."""

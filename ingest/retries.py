@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from ingest.pacing import HostPacer
+    from citeline.ingest.pacing import HostPacer
 
 RETRY_STATUSES = frozenset({429, 503})
 

@@ -11,9 +11,17 @@ from urllib.parse import urljoin
 import httpx
 from protego import Protego
 
-from ingest._clock import Clock
-from ingest._exceptions import FetchError
-from ingest._origin_cache import CACHE_MAX_BYTES, DAY, ENTRY_BYTES, MAX_ORIGINS, OriginCache, get_capped, origin_of
+from citeline.ingest._clock import Clock
+from citeline.ingest._exceptions import FetchError
+from citeline.ingest._origin_cache import (
+    CACHE_MAX_BYTES,
+    DAY,
+    ENTRY_BYTES,
+    MAX_ORIGINS,
+    OriginCache,
+    get_capped,
+    origin_of,
+)
 
 ROBOTS_MAX_BYTES = 500 * 1024
 """RFC 9309 2.5: crawlers must parse at least the first 500 KiB; what follows is ignored."""

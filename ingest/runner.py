@@ -14,23 +14,23 @@ from pathlib import Path
 
 import httpx
 
-from indexes import Embedder, PassageIndex
-from ingest._settings import IngestSettings
-from ingest._wiring import settings_client, settings_limits, settings_politeness
-from ingest.directories import directory_pages
-from ingest.engine import Engine
-from ingest.feeds import feed_urls
-from ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure
-from ingest.journal import CrawlJournal
-from ingest.options import IngestOptions
-from ingest.pipeline import IngestPipeline
-from ingest.robots import RobotsCache
-from ingest.safety import AddressPolicy
-from ingest.scope import CrawlScope, canonical
-from ingest.sitemaps import sitemap_urls
-from ingest.streams import chain, iterate
-from ingest.summary import IngestSummary, ProgressCallback
-from ingest.warc import WarcRecorder, warc_pages
+from citeline.indexes import Embedder, PassageIndex
+from citeline.ingest._settings import IngestSettings
+from citeline.ingest._wiring import settings_client, settings_limits, settings_politeness
+from citeline.ingest.directories import directory_pages
+from citeline.ingest.engine import Engine
+from citeline.ingest.feeds import feed_urls
+from citeline.ingest.fetch import Crawler, CrawlItem, FetchedPage, FetchFailure
+from citeline.ingest.journal import CrawlJournal
+from citeline.ingest.options import IngestOptions
+from citeline.ingest.pipeline import IngestPipeline
+from citeline.ingest.robots import RobotsCache
+from citeline.ingest.safety import AddressPolicy
+from citeline.ingest.scope import CrawlScope, canonical
+from citeline.ingest.sitemaps import sitemap_urls
+from citeline.ingest.streams import chain, iterate
+from citeline.ingest.summary import IngestSummary, ProgressCallback
+from citeline.ingest.warc import WarcRecorder, warc_pages
 
 
 @dataclass(frozen=True, slots=True)

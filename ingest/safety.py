@@ -50,7 +50,7 @@ import anyio
 import httpcore
 import httpx
 
-from ingest._exceptions import FetchError
+from citeline.ingest._exceptions import FetchError
 
 IPAddress: TypeAlias = IPv4Address | IPv6Address
 IPNetwork: TypeAlias = IPv4Network | IPv6Network

@@ -10,7 +10,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from courlan import normalize_url
 
-from ingest.markup import one_tree_at_a_time, parse_html
+from citeline.ingest.markup import one_tree_at_a_time, parse_html
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,11 @@ import httpx
 from usp.objects.sitemap import AbstractIndexSitemap, InvalidSitemap
 from usp.tree import sitemap_from_str
 
-from ingest._decode import decode_html
-from ingest._exceptions import FetchError
-from ingest._listing import UniqueUrls, fetch_document
-from ingest.fetch import FetchFailure
-from ingest.scope import canonical
+from citeline.ingest._decode import decode_html
+from citeline.ingest._exceptions import FetchError
+from citeline.ingest._listing import UniqueUrls, fetch_document
+from citeline.ingest.fetch import FetchFailure
+from citeline.ingest.scope import canonical
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
-from ingest.fetch import CrawlItem
+from citeline.ingest.fetch import CrawlItem
 
 
 async def aclose(source: object) -> None:

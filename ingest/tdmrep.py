@@ -14,9 +14,17 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from ingest._clock import Clock
-from ingest._exceptions import FetchError
-from ingest._origin_cache import CACHE_MAX_BYTES, DAY, ENTRY_BYTES, MAX_ORIGINS, OriginCache, get_capped, origin_of
+from citeline.ingest._clock import Clock
+from citeline.ingest._exceptions import FetchError
+from citeline.ingest._origin_cache import (
+    CACHE_MAX_BYTES,
+    DAY,
+    ENTRY_BYTES,
+    MAX_ORIGINS,
+    OriginCache,
+    get_capped,
+    origin_of,
+)
 
 log = logging.getLogger(__name__)
 

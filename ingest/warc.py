@@ -27,9 +27,9 @@ from warcio.archiveiterator import ArchiveIterator  # type: ignore[import-untype
 from warcio.statusandheaders import StatusAndHeaders  # type: ignore[import-untyped]
 from warcio.warcwriter import WARCWriter  # type: ignore[import-untyped]
 
-from ingest._decode import decode_html
-from ingest.fetch import DOCUMENT_TYPES, PDF_TYPE, FetchedPage, FetchFailure
-from ingest.scope import canonical
+from citeline.ingest._decode import decode_html
+from citeline.ingest.fetch import DOCUMENT_TYPES, PDF_TYPE, FetchedPage, FetchFailure
+from citeline.ingest.scope import canonical
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingest.chunk import chunk  # noqa: E402
-from ingest.extract import ExtractedPage, extract  # noqa: E402
+from citeline.ingest.chunk import chunk  # noqa: E402
+from citeline.ingest.extract import ExtractedPage, extract  # noqa: E402
 
 CORPORA = {
     "python": (

@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))  # the sibling script, whether ru
 
 from build_eval_sets import read_jsonl  # noqa: E402  (one reader of JSON Lines sets)
 
-from ingest import extract  # noqa: E402  (needs the repository root on sys.path first)
+from citeline.ingest import extract  # noqa: E402  (needs the repository root on sys.path first)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ the bottom layer (``indexes``) so that each layer's errors can share it without 
 responses and for streams alike.
 """
 
-from indexes import CitelineError
+from citeline.indexes import CitelineError
 
 
 class CitelineServiceError(CitelineError):

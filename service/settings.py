@@ -8,14 +8,14 @@ from typing import Literal
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
-from indexes import Embedder, RetrievalMode
-from ingest import IngestSettings, OnDemandFetcher, UrlMap
-from service.answering import Answerer, ExtractConfig, RetrievalConfig
-from service.answering.budget import BudgetConfig
-from service.answering.verify import Verifier, VerifierConfig
-from service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
-from service.live import LiveConfig, LivePages, SearchProvider, SearxngSearch
-from service.operations import IndexRegistry
+from citeline.indexes import Embedder, RetrievalMode
+from citeline.ingest import IngestSettings, OnDemandFetcher, UrlMap
+from citeline.service.answering import Answerer, ExtractConfig, RetrievalConfig
+from citeline.service.answering.budget import BudgetConfig
+from citeline.service.answering.verify import Verifier, VerifierConfig
+from citeline.service.generation import QWEN_MODEL_ID, Generator, OpenAICompatibleGenerator, OpenVINOGenerator
+from citeline.service.live import LiveConfig, LivePages, SearchProvider, SearxngSearch
+from citeline.service.operations import IndexRegistry
 
 
 class ServiceSettings(IngestSettings):

@@ -8,9 +8,9 @@
   ``stream``: verification while the generator writes.
 """
 
-from service.answering.answerer import Answerer, ExtractConfig
-from service.answering.budget import BudgetConfig
-from service.answering.models import (
+from citeline.service.answering.answerer import Answerer, ExtractConfig
+from citeline.service.answering.budget import BudgetConfig
+from citeline.service.answering.models import (
     ABSTENTION_TEXT,
     EXTRACT_NOTICE,
     Answer,
@@ -26,9 +26,9 @@ from service.answering.models import (
     VerifiedSentence,
     retrieved,
 )
-from service.answering.retriever import RetrievalConfig, Retriever
-from service.answering.source_set import LiveReport, SourceSet, as_sources
-from service.answering.verify import Verifier, VerifierConfig
+from citeline.service.answering.retriever import RetrievalConfig, Retriever
+from citeline.service.answering.source_set import LiveReport, SourceSet, as_sources
+from citeline.service.answering.verify import Verifier, VerifierConfig
 
 __all__ = [
     "ABSTENTION_TEXT",

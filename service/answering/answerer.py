@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes import Embedder, PassageIndex, SearchHit, Vectors
-from service.answering.budget import BudgetConfig, excerpts
-from service.answering.citations import (
+from citeline.indexes import Embedder, PassageIndex, SearchHit, Vectors
+from citeline.service.answering.budget import BudgetConfig, excerpts
+from citeline.service.answering.citations import (
     ParsedSentence,
     Span,
     best_span,
@@ -34,7 +34,7 @@ from service.answering.citations import (
     passage_spans,
     renumber,
 )
-from service.answering.citing import (
+from citeline.service.answering.citing import (
     CheckedSentence,
     CitationBook,
     alce_scores,
@@ -45,8 +45,8 @@ from service.answering.citing import (
     sentence_key,
     table_cells,
 )
-from service.answering.links import has_words, quotable, remove_foreign_urls
-from service.answering.models import (
+from citeline.service.answering.links import has_words, quotable, remove_foreign_urls
+from citeline.service.answering.models import (
     ABSTENTION_TEXT,
     EXTRACT_NOTICE,
     Answer,
@@ -58,13 +58,13 @@ from service.answering.models import (
     Usage,
     retrieved,
 )
-from service.answering.prompt import build_messages
-from service.answering.retriever import RetrievalConfig, Retriever
-from service.answering.scope import distinctive_terms
-from service.answering.source_set import SourceSet, as_sources
-from service.answering.stream import SentenceStream
-from service.answering.verify import Verifier, VerifierConfig, VerifierStats, score_pair
-from service.generation import GenerationResult, Generator, TokenCallback
+from citeline.service.answering.prompt import build_messages
+from citeline.service.answering.retriever import RetrievalConfig, Retriever
+from citeline.service.answering.scope import distinctive_terms
+from citeline.service.answering.source_set import SourceSet, as_sources
+from citeline.service.answering.stream import SentenceStream
+from citeline.service.answering.verify import Verifier, VerifierConfig, VerifierStats, score_pair
+from citeline.service.generation import GenerationResult, Generator, TokenCallback
 
 
 @dataclass(frozen=True, slots=True)

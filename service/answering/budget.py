@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes import Embedder, SearchHit, Vectors
-from service.answering.citations import Span, content_tokens, passage_spans
+from citeline.indexes import Embedder, SearchHit, Vectors
+from citeline.service.answering.citations import Span, content_tokens, passage_spans
 
 GAP = " … "
 """Written between two selected sentences that are not adjacent in the passage."""

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import sentencex
 
-from indexes import stem_word, stopwords
+from citeline.indexes import stem_word, stopwords
 
 _MARKER = re.compile(r"\[(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\]")
 _MARKER_RUN = re.compile(r"^(?:\s*\[\d{1,3}(?:\s*[,;]\s*\d{1,3})*\])+")

@@ -6,20 +6,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from indexes import PDF_PAGE_KEY, SearchHit
-from service.answering.citations import (
+from citeline.indexes import PDF_PAGE_KEY, SearchHit
+from citeline.service.answering.citations import (
     ParsedSentence,
     Span,
     content_tokens,
     fragment_url,
 )
-from service.answering.models import (
+from citeline.service.answering.models import (
     Citation,
     SeeAlso,
 )
-from service.answering.prompt import NOT_FOUND
-from service.answering.source_set import INDEXED_AT_KEY, LIVE_KEY
-from service.answering.verify import Evidence
+from citeline.service.answering.prompt import NOT_FOUND
+from citeline.service.answering.source_set import INDEXED_AT_KEY, LIVE_KEY
+from citeline.service.answering.verify import Evidence
 
 _ABSTAIN = re.compile(
     r"\bNOT[ _-]?FOUND\b|\b(?:sources|passages|context)\s+(?:do(?:es)?\s+not|don't)\s+"

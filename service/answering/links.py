@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from indexes import SearchHit
-from service.answering.prompt import neutralise
+from citeline.indexes import SearchHit
+from citeline.service.answering.prompt import neutralise
 
 # Anything a reader could follow as a link: a URL with any scheme, "www." or "//" forms, and a
 # bare domain ("evil.example/login", "admin@evil.example"). A bare name counts when it ends in a

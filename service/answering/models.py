@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from indexes import SearchHit
-from service.answering.source_set import LiveReport
+from citeline.indexes import SearchHit
+from citeline.service.answering.source_set import LiveReport
 
 Policy = Literal["strict", "flag"]
 ABSTENTION_TEXT = "The sources do not answer this question."

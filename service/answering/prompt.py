@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from indexes import SearchHit
-from ingest.text import strip_invisible
-from service.generation import ChatMessage
+from citeline.indexes import SearchHit
+from citeline.ingest.text import strip_invisible
+from citeline.service.generation import ChatMessage
 
 NOT_FOUND = "NOT FOUND"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from indexes import Embedder, HybridRetriever, PassageIndex, RetrievalMode, SearchHit, Vectors
-from service.answering.source_set import SourceSet, as_sources
+from citeline.indexes import Embedder, HybridRetriever, PassageIndex, RetrievalMode, SearchHit, Vectors
+from citeline.service.answering.source_set import SourceSet, as_sources
 
 
 @dataclass(frozen=True, slots=True)

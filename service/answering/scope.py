@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from service.answering.verify import code_names
+from citeline.service.answering.verify import code_names
 
 _TERM = re.compile(r"[A-Za-z][A-Za-z0-9-]{3,}")
 _SUFFIXES = ("s", "es", "ed", "d", "ing", "ers", "er", "ly", "able", "ness", "ment", "ion", "ions")

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from indexes import PassageIndex, SearchHit
+from citeline.indexes import PassageIndex, SearchHit
 
 SourceMode = Literal["index", "live", "both"]
 """``index``: the stored index only; ``live``: only pages fetched for the question; ``both``: one

@@ -6,26 +6,26 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from indexes import SearchHit
-from service.answering.citations import (
+from citeline.indexes import SearchHit
+from citeline.service.answering.citations import (
     ParsedSentence,
     parse_answer,
 )
-from service.answering.citing import (
+from citeline.service.answering.citing import (
     CitationBook,
     claim_text,
     is_abstention,
     sentence_key,
 )
-from service.answering.links import URL_PATTERN
-from service.answering.models import (
+from citeline.service.answering.links import URL_PATTERN
+from citeline.service.answering.models import (
     AnswerSentence,
     SentenceCallback,
     VerifiedSentence,
 )
 
 if TYPE_CHECKING:
-    from service.answering.answerer import Answerer
+    from citeline.service.answering.answerer import Answerer
 
 
 class SentenceStream:

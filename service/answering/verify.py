@@ -28,10 +28,10 @@ from typing import Literal
 
 import numpy as np
 
-from indexes import Embedder
-from service.answering.citations import Span, best_span, content_tokens, coverage_of
-from service.answering.prompt import neutralise
-from service.generation import ChatMessage, Generator
+from citeline.indexes import Embedder
+from citeline.service.answering.citations import Span, best_span, content_tokens, coverage_of
+from citeline.service.answering.prompt import neutralise
+from citeline.service.generation import ChatMessage, Generator
 
 Verdict = Literal["supported", "unsupported", "unsure"]
 

@@ -8,6 +8,6 @@
 - ``openai_chat``: the OpenAI chat-completions wire format; ``metrics``, ``logs``: Prometheus and JSON logs.
 """
 
-from service.api.app import create_app
+from citeline.service.api.app import create_app
 
 __all__ = ["create_app"]

@@ -25,31 +25,38 @@ from litestar.plugins.problem_details import (
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.static_files import create_static_files_router
 
-from indexes import (
+from citeline.indexes import (
     Embedder,
 )
-from service.api.ask import ask
-from service.api.auth import AccessControl
-from service.api.cache import AnswerCache
-from service.api.chat import chat_completions
-from service.api.gate import GenerationGate
-from service.api.health import UI_PAGE, healthz, readyz, ui
-from service.api.ingest_jobs import cancel_ingest, citeline_command, count_job, get_ingest, list_ingest, start_ingest
-from service.api.logs import request_id_middleware
-from service.api.models import list_models, retrieve_model
-from service.api.problems import problem_map
-from service.api.resources import (
+from citeline.service.api.ask import ask
+from citeline.service.api.auth import AccessControl
+from citeline.service.api.cache import AnswerCache
+from citeline.service.api.chat import chat_completions
+from citeline.service.api.gate import GenerationGate
+from citeline.service.api.health import UI_PAGE, healthz, readyz, ui
+from citeline.service.api.ingest_jobs import (
+    cancel_ingest,
+    citeline_command,
+    count_job,
+    get_ingest,
+    list_ingest,
+    start_ingest,
+)
+from citeline.service.api.logs import request_id_middleware
+from citeline.service.api.models import list_models, retrieve_model
+from citeline.service.api.problems import problem_map
+from citeline.service.api.resources import (
     Resources,
     load_resources,
     resources_provider,
     wire,
 )
-from service.api.search import search_passages
-from service.generation import Generator
-from service.live import SearchProvider
-from service.mcp.http import McpMount
-from service.operations import JobManager
-from service.settings import ServiceSettings
+from citeline.service.api.search import search_passages
+from citeline.service.generation import Generator
+from citeline.service.live import SearchProvider
+from citeline.service.mcp.http import McpMount
+from citeline.service.operations import JobManager
+from citeline.service.settings import ServiceSettings
 
 log = structlog.get_logger("citeline.service")
 

@@ -14,12 +14,12 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from service.answering import Answer, Answerer, VerifiedSentence, retrieved
-from service.answering.source_set import SourceSet
-from service.api import metrics
-from service.api.cache import cache_key
-from service.api.problems import problem_event
-from service.api.resources import (
+from citeline.service.answering import Answer, Answerer, VerifiedSentence, retrieved
+from citeline.service.answering.source_set import SourceSet
+from citeline.service.api import metrics
+from citeline.service.api.cache import cache_key
+from citeline.service.api.problems import problem_event
+from citeline.service.api.resources import (
     Resources,
     close_sources,
     generate,
@@ -30,11 +30,11 @@ from service.api.resources import (
     requires,
     sources_for,
 )
-from service.exceptions import (
+from citeline.service.exceptions import (
     BusyError,
 )
-from service.live import LiveOptions
-from service.operations import Lease
+from citeline.service.live import LiveOptions
+from citeline.service.operations import Lease
 
 
 class AskRequest(LiveOptions, forbid_unknown_fields=True, kw_only=True):

@@ -32,7 +32,7 @@ from typing import Literal
 
 from pydantic import SecretStr
 
-from service.exceptions import AccessError, RateLimitedError
+from citeline.service.exceptions import AccessError, RateLimitedError
 
 Scope = Literal["read", "ingest"]
 _RANK = {"read": 0, "ingest": 1}

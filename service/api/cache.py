@@ -13,7 +13,7 @@ from collections.abc import Hashable
 
 from cachetools import LRUCache
 
-from service.answering import Answer
+from citeline.service.answering import Answer
 
 CacheKey = tuple[Hashable, ...]
 

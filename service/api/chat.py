@@ -12,8 +12,8 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from service.answering import Answer, Answerer, VerifiedSentence
-from service.api.openai_chat import (
+from citeline.service.answering import Answer, Answerer, VerifiedSentence
+from citeline.service.api.openai_chat import (
     ChatRequest,
     chosen_index,
     chunk,
@@ -24,8 +24,8 @@ from service.api.openai_chat import (
     sentence_piece,
     standalone_question,
 )
-from service.api.problems import openai_exception_handlers, problem_event
-from service.api.resources import (
+from citeline.service.api.problems import openai_exception_handlers, problem_event
+from citeline.service.api.resources import (
     Resources,
     close_sources,
     generate,
@@ -36,8 +36,8 @@ from service.api.resources import (
     requires,
     sources_for,
 )
-from service.exceptions import RequestError
-from service.operations import Lease
+from citeline.service.exceptions import RequestError
+from citeline.service.operations import Lease
 
 
 @post("/v1/chat/completions", summary="OpenAI-compatible chat: verified answers, citations as url_citation annotations",

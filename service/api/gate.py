@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from service.exceptions import BusyError
+from citeline.service.exceptions import BusyError
 
 
 class GenerationGate:

@@ -6,10 +6,10 @@ from typing import Any
 from litestar import Response, get
 from litestar.di import NamedDependency
 
-from indexes import (
+from citeline.indexes import (
     IndexNotFoundError,
 )
-from service.api.resources import (
+from citeline.service.api.resources import (
     Resources,
     index_gauges,
     off_loop,

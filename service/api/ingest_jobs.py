@@ -9,13 +9,13 @@ from litestar import delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from service.api import metrics
-from service.api.resources import (
+from citeline.service.api import metrics
+from citeline.service.api.resources import (
     Resources,
     requires,
 )
-from service.exceptions import JobRequestError, NotReadyError, UnknownJobError
-from service.operations import IngestJobRequest, JobManager
+from citeline.service.exceptions import JobRequestError, NotReadyError, UnknownJobError
+from citeline.service.operations import IngestJobRequest, JobManager
 
 
 def count_job(job: Any, summary: Any) -> None:
@@ -27,7 +27,7 @@ def count_job(job: Any, summary: Any) -> None:
 
 def citeline_command() -> list[str]:
     script = Path(sys.executable).parent / "citeline"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "citeline.service.cli"]
 
 
 def job_manager(resources: Resources) -> JobManager:

@@ -10,10 +10,10 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from indexes import index_dir
-from service.api.openai_chat import UnknownModelError, index_of_model, model_id
-from service.api.problems import openai_exception_handlers
-from service.api.resources import Resources, ready, requires
+from citeline.indexes import index_dir
+from citeline.service.api.openai_chat import UnknownModelError, index_of_model, model_id
+from citeline.service.api.problems import openai_exception_handlers
+from citeline.service.api.resources import Resources, ready, requires
 
 
 def model_card(resources: Resources, index: str) -> dict[str, Any]:

@@ -26,10 +26,10 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from service.answering import Answer, AnswerSentence
-from service.exceptions import RequestError
-from service.generation import ChatMessage, Generator
-from service.live import LiveOptions
+from citeline.service.answering import Answer, AnswerSentence
+from citeline.service.exceptions import RequestError
+from citeline.service.generation import ChatMessage, Generator
+from citeline.service.live import LiveOptions
 
 MODEL_PREFIX = "citeline/"
 

@@ -21,15 +21,15 @@ from litestar.plugins.problem_details import (
 )
 from litestar.response import ServerSentEventMessage
 
-from indexes import (
+from citeline.indexes import (
     CitelineError,
     CitelineIndexError,
     EmbedderMismatchError,
     IndexNotFoundError,
     InvalidIndexNameError,
 )
-from service.api import metrics
-from service.exceptions import (
+from citeline.service.api import metrics
+from citeline.service.exceptions import (
     AccessError,
     BusyError,
     CitelineServiceError,

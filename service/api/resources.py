@@ -14,21 +14,21 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 
-from indexes import (
+from citeline.indexes import (
     Embedder,
     PassageIndex,
 )
-from service.answering import Answer, Answerer
-from service.answering.source_set import SourceSet
-from service.api import metrics
-from service.api.auth import AccessControl, Scope
-from service.api.cache import AnswerCache
-from service.api.gate import GenerationGate
-from service.exceptions import NotReadyError, RequestError
-from service.generation import Generator
-from service.live import LivePages, LiveRequest, SearchProvider
-from service.operations import IndexRegistry, JobManager
-from service.settings import ServiceSettings
+from citeline.service.answering import Answer, Answerer
+from citeline.service.answering.source_set import SourceSet
+from citeline.service.api import metrics
+from citeline.service.api.auth import AccessControl, Scope
+from citeline.service.api.cache import AnswerCache
+from citeline.service.api.gate import GenerationGate
+from citeline.service.exceptions import NotReadyError, RequestError
+from citeline.service.generation import Generator
+from citeline.service.live import LivePages, LiveRequest, SearchProvider
+from citeline.service.operations import IndexRegistry, JobManager
+from citeline.service.settings import ServiceSettings
 
 log = structlog.get_logger("citeline.service")
 
@@ -73,7 +73,7 @@ def wire(
 def load_resources(resources: Resources) -> None:
     settings = resources.settings
     try:
-        from indexes import load_embedder, set_search_threads
+        from citeline.indexes import load_embedder, set_search_threads
 
         set_search_threads(1)  # one query per call: extra threads only wait on each other
         started = time.perf_counter()

@@ -8,14 +8,14 @@ from litestar import get
 from litestar.di import NamedDependency
 from litestar.params import Parameter
 
-from service.answering import RetrievedPassage, retrieved
-from service.api.resources import (
+from citeline.service.answering import RetrievedPassage, retrieved
+from citeline.service.api.resources import (
     Resources,
     off_loop,
     ready,
     requires,
 )
-from service.exceptions import RequestError
+from citeline.service.exceptions import RequestError
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,10 @@ import sys
 
 # isort: off
 # Importing each command module registers its commands on ``app``, in the order ``citeline --help`` lists them.
-from service.cli import ingest_command, ask, evaluate, serve, mcp_command, models, indexes
+from citeline.service.cli import ingest_command, ask, evaluate, serve, mcp_command, models, indexes
 
 # isort: on
-from service.cli._common import app
+from citeline.service.cli._common import app
 
 __all__ = ["app", "ask", "evaluate", "indexes", "ingest_command", "main", "mcp_command", "models", "serve"]
 

@@ -1,5 +1,5 @@
-"""``python -m service.cli``: the command line, when the ``citeline`` script is not installed."""
+"""``python -m citeline.service.cli``: the command line, when the ``citeline`` script is not installed."""
 
-from service.cli import main
+from citeline.service.cli import main
 
 main()

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from indexes import CitelineSettings, Embedder, PassageIndex
+    from citeline.indexes import CitelineSettings, Embedder, PassageIndex
 
 app = typer.Typer(help="citeline: answers whose every sentence cites a checked source.", no_args_is_help=True)
 models_app = typer.Typer(help="Prepare and inspect the local models.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def open_index(
 ) -> PassageIndex:
     """The named index (default: the configured one) on the configured vector backend, checked
     against ``embedder`` when one is given."""
-    from indexes import PassageIndex
+    from citeline.indexes import PassageIndex
 
     return PassageIndex.open(
         settings.data_dir,

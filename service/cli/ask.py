@@ -11,7 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     pass
-from service.cli._common import IndexOption, app, console, fail, open_index, out
+from citeline.service.cli._common import IndexOption, app, console, fail, open_index, out
 
 
 @app.command("search")
@@ -22,9 +22,9 @@ def search_command(
 ) -> None:
     """Search an index the way answers retrieve (no generation)."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, load_embedder
-    from service.answering import Retriever
-    from service.settings import ServiceSettings
+    from citeline.indexes import CitelineIndexError, load_embedder
+    from citeline.service.answering import Retriever
+    from citeline.service.settings import ServiceSettings
 
     settings = ServiceSettings()
     embedder = load_embedder(settings)
@@ -64,11 +64,11 @@ def ask(
     os.environ["HF_HUB_OFFLINE"] = "1"
     import msgspec
 
-    from indexes import CitelineIndexError, load_embedder
-    from service.answering.source_set import SourceSet
-    from service.exceptions import CitelineServiceError
-    from service.live import LiveOptions, LiveRequestError
-    from service.settings import ServiceSettings
+    from citeline.indexes import CitelineIndexError, load_embedder
+    from citeline.service.answering.source_set import SourceSet
+    from citeline.service.exceptions import CitelineServiceError
+    from citeline.service.live import LiveOptions, LiveRequestError
+    from citeline.service.settings import ServiceSettings
 
     if policy not in ("strict", "flag"):
         raise fail(f"unknown policy {policy!r}: use strict or flag", 2)

@@ -24,9 +24,9 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     pass
-from service.cli._common import IndexOption, app, console, fail, open_index
-from service.cli._common import out as stdout
-from service.cli._progress import (
+from citeline.service.cli._common import IndexOption, app, console, fail, open_index
+from citeline.service.cli._common import out as stdout
+from citeline.service.cli._progress import (
     DEFAULT_PROGRESS_EVERY,
     PROGRESS_EVERY_ENV,
     PROGRESS_EVERY_HELP,
@@ -84,10 +84,10 @@ def eval_command(
 ) -> None:
     """Measure retrieval, answers, citations and abstention on question sets; optionally gate on floors."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, atomic_write, load_embedder
-    from service.answering import Retriever
-    from service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
-    from service.settings import ServiceSettings
+    from citeline.indexes import CitelineIndexError, atomic_write, load_embedder
+    from citeline.service.answering import Retriever
+    from citeline.service.evaluation import check_gate, evaluate, load_questions, lowered_without_reason, raise_floors
+    from citeline.service.settings import ServiceSettings
 
     if policy not in ("strict", "flag"):
         raise fail(f"--policy must be strict or flag, not {policy!r}")

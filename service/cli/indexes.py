@@ -10,7 +10,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     pass
-from service.cli._common import IndexOption, console, fail, index_app, open_index, out
+from citeline.service.cli._common import IndexOption, console, fail, index_app, open_index, out
 
 
 @index_app.command("remove")
@@ -19,8 +19,8 @@ def index_remove(
     index: IndexOption = None,
 ) -> None:
     """Delete pages (and their passages, vectors and aliases) from an index."""
-    from indexes import CitelineIndexError
-    from ingest import IngestSettings
+    from citeline.indexes import CitelineIndexError
+    from citeline.ingest import IngestSettings
 
     settings = IngestSettings()
     try:
@@ -42,8 +42,8 @@ def index_remove(
 @index_app.command("list")
 def index_list() -> None:
     """List the indexes of the data directory with their manifests."""
-    from indexes import list_indexes
-    from ingest import IngestSettings
+    from citeline.indexes import list_indexes
+    from citeline.ingest import IngestSettings
 
     settings = IngestSettings()
     table = Table("index", "pages", "passages", "embedder", "path")

@@ -25,10 +25,10 @@ from rich.progress import (
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from ingest import IngestProgress, IngestSummary
-from indexes import atomic_write
-from service.cli._common import IndexOption, app, console, fail
-from service.cli._progress import (
+    from citeline.ingest import IngestProgress, IngestSummary
+from citeline.indexes import atomic_write
+from citeline.service.cli._common import IndexOption, app, console, fail
+from citeline.service.cli._progress import (
     DEFAULT_PROGRESS_EVERY,
     PROGRESS_EVERY_ENV,
     PROGRESS_EVERY_HELP,
@@ -180,8 +180,8 @@ def ingest(
 ) -> None:
     """Crawl, extract, chunk, embed and index web pages."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from indexes import CitelineIndexError, load_embedder
-    from ingest import CrawlScope, IngestInputs, IngestOptions, IngestSettings, UrlMap, run_ingest
+    from citeline.indexes import CitelineIndexError, load_embedder
+    from citeline.ingest import CrawlScope, IngestInputs, IngestOptions, IngestSettings, UrlMap, run_ingest
 
     settings = IngestSettings()
     if job_spec is not None:
@@ -191,7 +191,7 @@ def ingest(
                   record_warc, ray_address, robots_sitemaps, keep_gone, base_url)  # fmt: skip
         if any(others) or scope != "prefix" or max_depth != 10 or engine != "local":
             raise fail("--job-spec is a job's only input: give no other input option", 2)
-        from service.operations import load_spec
+        from citeline.service.operations import load_spec
 
         try:
             spec = load_spec(job_spec)
@@ -228,7 +228,7 @@ def ingest(
     crawls = bool(inputs.seeds or inputs.sitemaps or inputs.feeds)
     budget = max_pages or (settings.max_pages if crawls else None)
     if engine == "ray":
-        from ingest.ray_engine import RayOptions, RayUnavailableError, import_ray, run_ray_ingest
+        from citeline.ingest.ray_engine import RayOptions, RayUnavailableError, import_ray, run_ray_ingest
 
         try:
             import_ray()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli._common import app
+from citeline.service.cli._common import app
 
 
 @app.command()
@@ -21,8 +21,8 @@ def mcp(
     Settings come from the environment and config file, as for `citeline serve`; over HTTP the same
     tools are at /mcp of `citeline serve`."""
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from service.mcp.stdio import logs_to_stderr, stdio_server
-    from service.settings import ServiceSettings
+    from citeline.service.mcp.stdio import logs_to_stderr, stdio_server
+    from citeline.service.settings import ServiceSettings
 
     logs_to_stderr()
     stdio_server(ServiceSettings(), allow_ingest=allow_ingest).run("stdio")

@@ -16,8 +16,8 @@ from rich.progress import (
 
 if TYPE_CHECKING:
     pass
-from service.cli._common import console, fail, models_app
-from service.cli._progress import (
+from citeline.service.cli._common import console, fail, models_app
+from citeline.service.cli._progress import (
     DEFAULT_PROGRESS_EVERY,
     PROGRESS_EVERY_ENV,
     PROGRESS_EVERY_HELP,
@@ -35,10 +35,10 @@ def models_prepare(
     ] = DEFAULT_PROGRESS_EVERY,
 ) -> None:
     """Assemble, verify and export the generator (once; cached under models_dir)."""
-    from indexes import EmbedderUnavailableError, load_embedder, prepare_openvino_embedder
-    from service.exceptions import ModelPreparationError
-    from service.preparation import prepare_generator
-    from service.settings import ServiceSettings
+    from citeline.indexes import EmbedderUnavailableError, load_embedder, prepare_openvino_embedder
+    from citeline.service.exceptions import ModelPreparationError
+    from citeline.service.preparation import prepare_generator
+    from citeline.service.settings import ServiceSettings
 
     settings = ServiceSettings()
     stages = {

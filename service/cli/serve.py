@@ -9,7 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     pass
-from service.cli._common import app
+from citeline.service.cli._common import app
 
 
 @app.command()
@@ -21,9 +21,9 @@ def serve(
     os.environ["HF_HUB_OFFLINE"] = "1"
     import uvicorn
 
-    from service.api import create_app
-    from service.api.logs import configure_json_logs
-    from service.settings import ServiceSettings
+    from citeline.service.api import create_app
+    from citeline.service.api.logs import configure_json_logs
+    from citeline.service.settings import ServiceSettings
 
     configure_json_logs()
     settings = ServiceSettings()

@@ -9,7 +9,7 @@ below any of them. Floors only move up on their own (``--raise-floors``); loweri
 explicit reason, which is recorded in the file's ``history`` — never silently.
 """
 
-from service.evaluation.gate import (
+from citeline.service.evaluation.gate import (
     LOWER_IS_BETTER,
     GateFailure,
     check_gate,
@@ -17,7 +17,7 @@ from service.evaluation.gate import (
     lowered_without_reason,
     raise_floors,
 )
-from service.evaluation.run import EvalQuestion, EvalReport, QuestionResult, evaluate, load_questions
+from citeline.service.evaluation.run import EvalQuestion, EvalReport, QuestionResult, evaluate, load_questions
 
 __all__ = [
     "LOWER_IS_BETTER",

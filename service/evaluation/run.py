@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexes import Embedder, PassageIndex
-from service.answering import Answerer, Policy, Retriever
+from citeline.indexes import Embedder, PassageIndex
+from citeline.service.answering import Answerer, Policy, Retriever
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,17 @@
 Runtime only: preparing a model is :mod:`service.preparation`, which serving never imports.
 """
 
-from service.generation._artifacts import QWEN_MODEL_ID, READY_MARKER, RECIPE_VERSION, is_ready, prepared_model_dir
-from service.generation._base import ChatMessage, GenerationResult, Generator, Role, TokenCallback
-from service.generation._fake import ScriptedGenerator
-from service.generation._openvino import OpenVINOGenerator
-from service.generation._remote import OpenAICompatibleGenerator
+from citeline.service.generation._artifacts import (
+    QWEN_MODEL_ID,
+    READY_MARKER,
+    RECIPE_VERSION,
+    is_ready,
+    prepared_model_dir,
+)
+from citeline.service.generation._base import ChatMessage, GenerationResult, Generator, Role, TokenCallback
+from citeline.service.generation._fake import ScriptedGenerator
+from citeline.service.generation._openvino import OpenVINOGenerator
+from citeline.service.generation._remote import OpenAICompatibleGenerator
 
 __all__ = [
     "QWEN_MODEL_ID",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from service.generation._base import ChatMessage, GenerationResult, TokenCallback
+from citeline.service.generation._base import ChatMessage, GenerationResult, TokenCallback
 
 Script = Callable[[Sequence[ChatMessage]], str]
 

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from service.exceptions import GenerationError, ModelNotPreparedError
-from service.generation._artifacts import is_ready
-from service.generation._base import ChatMessage, GenerationResult, TokenCallback
+from citeline.service.exceptions import GenerationError, ModelNotPreparedError
+from citeline.service.generation._artifacts import is_ready
+from citeline.service.generation._base import ChatMessage, GenerationResult, TokenCallback
 
 
 class OpenVINOGenerator:

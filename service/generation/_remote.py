@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import structlog
 
-from ingest import FetchError, parse_retry_after
-from ingest.bounded import ACCEPT_HEADERS, read_prefix_sync
-from service.exceptions import GenerationError
-from service.generation._base import ChatMessage, GenerationResult, TokenCallback
+from citeline.ingest import FetchError, parse_retry_after
+from citeline.ingest.bounded import ACCEPT_HEADERS, read_prefix_sync
+from citeline.service.exceptions import GenerationError
+from citeline.service.generation._base import ChatMessage, GenerationResult, TokenCallback
 
 log = structlog.get_logger("citeline.generation")
 

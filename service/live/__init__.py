@@ -7,11 +7,11 @@
 - ``websearch``: the search providers a question may ask for.
 """
 
-from service.exceptions import LiveRequestError, SearchError, UrlRefusedError
-from service.live.cache import LivePage, LivePageCache
-from service.live.options import LiveConfig, LiveOptions, LiveRequest, Retrieve
-from service.live.pages import LivePages, select_passages
-from service.live.websearch import SearchProvider, SearchResult, SearxngSearch, StaticSearch, search_query
+from citeline.service.exceptions import LiveRequestError, SearchError, UrlRefusedError
+from citeline.service.live.cache import LivePage, LivePageCache
+from citeline.service.live.options import LiveConfig, LiveOptions, LiveRequest, Retrieve
+from citeline.service.live.pages import LivePages, select_passages
+from citeline.service.live.websearch import SearchProvider, SearchResult, SearxngSearch, StaticSearch, search_query
 
 __all__ = [
     "LiveConfig",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from indexes import PageRecord, PassageRecord
+from citeline.indexes import PageRecord, PassageRecord
 
 
 @dataclass(slots=True)

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from indexes import PassageIndex, SearchHit
-from service.answering.source_set import (
+from citeline.indexes import PassageIndex, SearchHit
+from citeline.service.answering.source_set import (
     SourceMode,
 )
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexes import Embedder, PageRecord, PassageIndex, bm25_scores
-from ingest import (
+from citeline.indexes import Embedder, PageRecord, PassageIndex, bm25_scores
+from citeline.ingest import (
     BlockedAddressError,
     ChunkSizes,
     ExtractionError,
@@ -39,7 +39,7 @@ from ingest import (
     embedding_text,
     extract_page,
 )
-from service.answering.source_set import (
+from citeline.service.answering.source_set import (
     INDEXED_AT_KEY,
     LIVE_KEY,
     LiveOrigin,
@@ -51,10 +51,10 @@ from service.answering.source_set import (
     SkippedPage,
     SourceSet,
 )
-from service.exceptions import LiveRequestError, SearchError, UrlRefusedError
-from service.live.cache import LivePage, LivePageCache
-from service.live.options import LiveConfig, LiveRequest, Retrieve
-from service.live.websearch import SearchProvider, search_query
+from citeline.service.exceptions import LiveRequestError, SearchError, UrlRefusedError
+from citeline.service.live.cache import LivePage, LivePageCache
+from citeline.service.live.options import LiveConfig, LiveRequest, Retrieve
+from citeline.service.live.websearch import SearchProvider, search_query
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from typing import Protocol
 
 import httpx
 
-from ingest import FetchError
-from ingest.bounded import ACCEPT_HEADERS, read_bounded
-from service.exceptions import SearchError
+from citeline.ingest import FetchError
+from citeline.ingest.bounded import ACCEPT_HEADERS, read_bounded
+from citeline.service.exceptions import SearchError
 
 _WORD = re.compile(r"[\w.+#/-]+")
 # Question words and fillers a search engine does better without; content words are all kept.

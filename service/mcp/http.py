@@ -24,8 +24,8 @@ from litestar.types import Receive, Scope, Send
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
-from service.api.resources import Resources, requires
-from service.mcp.tools import ToolContext, build_server
+from citeline.service.api.resources import Resources, requires
+from citeline.service.mcp.tools import ToolContext, build_server
 
 PATH = "/mcp"
 

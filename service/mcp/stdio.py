@@ -20,9 +20,9 @@ from typing import Any
 import structlog
 from mcp.server.mcpserver import MCPServer
 
-from service.api.resources import Resources, load_resources
-from service.mcp.tools import ToolContext, build_server
-from service.settings import ServiceSettings
+from citeline.service.api.resources import Resources, load_resources
+from citeline.service.mcp.tools import ToolContext, build_server
+from citeline.service.settings import ServiceSettings
 
 READY_WAIT_S = 600.0
 """How long a tool call waits for the models (the first start can build the FAISS indexes)."""
@@ -35,8 +35,8 @@ def stdio_server(
     resources = resources or Resources(settings=settings)
     jobs = None
     if allow_ingest:
-        from service.api.ingest_jobs import citeline_command
-        from service.operations import JobManager
+        from citeline.service.api.ingest_jobs import citeline_command
+        from citeline.service.operations import JobManager
 
         jobs = JobManager(
             settings.data_dir,

@@ -24,13 +24,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from indexes import CitelineError, validate_index_name
-from service.answering import Answer, retrieved
-from service.api import metrics
-from service.api.cache import cache_key
-from service.api.resources import Resources, generate, observe, off_loop, question_text, ready
-from service.exceptions import AccessError
-from service.operations import IngestJobRequest, JobManager
+from citeline.indexes import CitelineError, validate_index_name
+from citeline.service.answering import Answer, retrieved
+from citeline.service.api import metrics
+from citeline.service.api.cache import cache_key
+from citeline.service.api.resources import Resources, generate, observe, off_loop, question_text, ready
+from citeline.service.exceptions import AccessError
+from citeline.service.operations import IngestJobRequest, JobManager
 
 INSTRUCTIONS = (
     "citeline answers questions from an ingested documentation corpus, and every answer sentence cites "

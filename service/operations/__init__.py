@@ -4,8 +4,8 @@
 - ``jobs``: ``citeline ingest`` children started over HTTP from a validated spec.
 """
 
-from service.exceptions import JobRequestError
-from service.operations.jobs import (
+from citeline.service.exceptions import JobRequestError
+from citeline.service.operations.jobs import (
     IngestJobRequest,
     Job,
     JobManager,
@@ -13,7 +13,7 @@ from service.operations.jobs import (
     load_spec,
     validate_request,
 )
-from service.operations.registry import IndexRegistry, Lease
+from citeline.service.operations.registry import IndexRegistry, Lease
 
 __all__ = [
     "IndexRegistry",

@@ -40,10 +40,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 import structlog
 
-from indexes import InvalidIndexNameError, atomic_write, validate_index_name
-from ingest import BlockedAddressError, canonical
-from ingest.safety import AddressPolicy, check_url
-from service.exceptions import JobRequestError
+from citeline.indexes import InvalidIndexNameError, atomic_write, validate_index_name
+from citeline.ingest import BlockedAddressError, canonical
+from citeline.ingest.safety import AddressPolicy, check_url
+from citeline.service.exceptions import JobRequestError
 
 log = structlog.get_logger("citeline.jobs")
 
@@ -209,7 +209,7 @@ class JobManager:
         self.data_dir = data_dir
         self.directory = data_dir / "jobs"
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._command = list(command or [sys.executable, "-m", "service.cli"])
+        self._command = list(command or [sys.executable, "-m", "citeline.service.cli"])
         self._env = env
         self._allow_hosts = [entry.strip() for entry in allow_hosts if entry.strip()]
         self._policy = AddressPolicy.from_strings(self._allow_hosts)

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexes import PassageIndex, VectorBackend, list_indexes, validate_index_name
+from citeline.indexes import PassageIndex, VectorBackend, list_indexes, validate_index_name
 
 
 @dataclass(eq=False, slots=True)

@@ -5,6 +5,6 @@ Its heavy stack (torch, transformers, optimum, nncf, gguf and the model-part whe
 (``service.generation`` reads them through ``is_ready``/``prepared_model_dir``).
 """
 
-from service.preparation.generator import PreparedModel, assemble_gguf, prepare_generator
+from citeline.service.preparation.generator import PreparedModel, assemble_gguf, prepare_generator
 
 __all__ = ["PreparedModel", "assemble_gguf", "prepare_generator"]

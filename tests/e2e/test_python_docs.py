@@ -35,7 +35,7 @@ DEAD_HOST = "http://127.0.0.1:9/unreachable.html"  # discard port: nothing liste
 # Runs the real CLI in-process and reports which heavy service modules the ingest pulled in.
 _INGEST_AND_REPORT_IMPORTS = """
 import json, sys
-from service.cli import app
+from citeline.service.cli import app
 try:
     app(sys.argv[1:], standalone_mode=False)
 finally:

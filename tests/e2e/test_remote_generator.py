@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from service.generation import ChatMessage, Generator
-from service.settings import ServiceSettings
+from citeline.service.generation import ChatMessage, Generator
+from citeline.service.settings import ServiceSettings
 from tests.conftest import StaticServer, citeline_env, live_service, run_citeline
 
 pytestmark = pytest.mark.e2e
@@ -66,7 +66,7 @@ class _OpenAIServer(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def model_server() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    from service.generation import OpenVINOGenerator
+    from citeline.service.generation import OpenVINOGenerator
 
     settings = ServiceSettings()
     requests: list[dict[str, Any]] = []

@@ -49,7 +49,7 @@ def test_off_corpus_question_abstains(service: LiveService) -> None:
 
 
 def test_index_files_are_consistent(service: LiveService) -> None:
-    from indexes import PassageIndex
+    from citeline.indexes import PassageIndex
 
     index = PassageIndex.open(Path(service.data_dir), "sqlite")
     assert index.check_integrity() == []

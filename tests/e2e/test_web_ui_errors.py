@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from indexes import HashEmbedder
-from service.api import create_app
-from service.exceptions import GenerationError
-from service.generation import ChatMessage, GenerationResult, TokenCallback
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.api import create_app
+from citeline.service.exceptions import GenerationError
+from citeline.service.generation import ChatMessage, GenerationResult, TokenCallback
+from citeline.service.settings import ServiceSettings
 from tests.conftest import free_port, web_ui
 from tests.service.helpers import one_page_index
 

@@ -14,9 +14,9 @@ import numpy as np
 import pydantic
 import pytest
 
-import indexes._embedder as embedder_module
-import indexes._export as export_module
-from indexes import (
+import citeline.indexes._embedder as embedder_module
+import citeline.indexes._export as export_module
+from citeline.indexes import (
     DEFAULT_EMBEDDING_MODEL,
     EMBEDDING_BACKENDS,
     CitelineSettings,
@@ -403,7 +403,7 @@ def test_serving_from_a_prepared_models_dir_imports_no_preparation_stack(tmp_pat
         "from indexes import CitelineSettings, load_embedder\n"
         f"embedder = load_embedder(CitelineSettings(models_dir={str(tmp_path)!r}))\n"
         "assert embedder.embed(['read a json file']).shape == (1, embedder.dimension)\n"
-        "assert 'service.preparation' not in sys.modules, 'serving imported model preparation'\n"
+        "assert 'citeline.service.preparation' not in sys.modules, 'serving imported model preparation'\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({_PREPARATION_STACK!r})))\n"
     )
     env = {**os.environ, "CITELINE_CONFIG": "/nonexistent", "CITELINE_EMBEDDING_BACKEND": "openvino"}

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import (
+from citeline.indexes import (
     HashEmbedder,
     HybridRetriever,
     PageRecord,

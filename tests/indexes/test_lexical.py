@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from indexes import HashEmbedder, LexicalIndex, PageRecord, PassageIndex, PassageRecord, tokenize
-from indexes._lexical import CURRENT_FILE, LEXICAL_DIR
+from citeline.indexes import HashEmbedder, LexicalIndex, PageRecord, PassageIndex, PassageRecord, tokenize
+from citeline.indexes._lexical import CURRENT_FILE, LEXICAL_DIR
 
 EMBEDDER = HashEmbedder(32)
 

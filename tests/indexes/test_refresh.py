@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import indexes._passages as store_module
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorIndexPolicy
+import citeline.indexes._passages as store_module
+from citeline.indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorIndexPolicy
 
 EMBEDDER = HashEmbedder(32)
 

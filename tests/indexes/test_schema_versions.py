@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import indexes
-from indexes import FaissVectorStore, HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorBackend
-from indexes._layout import DB_FILE
-from indexes._schema import ADDED_PAGE_COLUMNS, COLLECTION_KEY
-from ingest import IngestInputs, IngestSettings, run_ingest
-from service.answering.verify import JUDGE_SYSTEM
-from service.cli import app
-from service.generation import ChatMessage, ScriptedGenerator
-from service.operations import IndexRegistry
-from service.settings import ServiceSettings
+from citeline import indexes
+from citeline.indexes import FaissVectorStore, HashEmbedder, PageRecord, PassageIndex, PassageRecord, VectorBackend
+from citeline.indexes._layout import DB_FILE
+from citeline.indexes._schema import ADDED_PAGE_COLUMNS, COLLECTION_KEY
+from citeline.ingest import IngestInputs, IngestSettings, run_ingest
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.cli import app
+from citeline.service.generation import ChatMessage, ScriptedGenerator
+from citeline.service.operations import IndexRegistry
+from citeline.service.settings import ServiceSettings
 from tests.conftest import citeline_env, run_citeline
 
 FIXTURES = Path(__file__).parent.parent / "data" / "indexes"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import (
+from citeline.indexes import (
     EmbedderMismatchError,
     HashEmbedder,
     IndexNotFoundError,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from indexes import (
+from citeline.indexes import (
     FaissVectorStore,
     HashEmbedder,
     PageRecord,

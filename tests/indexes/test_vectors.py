@@ -7,8 +7,15 @@ import faiss
 import numpy as np
 import pytest
 
-from indexes import FaissVectorStore, PageRecord, PassageIndex, PassageRecord, VectorIndexPolicy, VectorIndexSpec
-from indexes._vectors import configure_search, new_vector_index, spec_of, train_vector_index
+from citeline.indexes import (
+    FaissVectorStore,
+    PageRecord,
+    PassageIndex,
+    PassageRecord,
+    VectorIndexPolicy,
+    VectorIndexSpec,
+)
+from citeline.indexes._vectors import configure_search, new_vector_index, spec_of, train_vector_index
 
 DIM = 32
 SMALL = VectorIndexPolicy(ivf_min_passages=400, flat_max_passages=200, min_nprobe=4)

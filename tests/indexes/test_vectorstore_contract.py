@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexes import (
+from citeline.indexes import (
     EmbedderMismatchError,
     FaissVectorStore,
     IndexCorruptError,
@@ -23,7 +23,7 @@ from indexes import (
     VectorStore,
     open_vector_store,
 )
-from indexes._vectors import write_vector_index
+from citeline.indexes._vectors import write_vector_index
 
 DIM = 16
 Opener = Callable[[], VectorStore]

@@ -1,4 +1,4 @@
-"""ingest.bounded: the readers not exercised through the crawler (a synchronous client's, a gzip file's)."""
+"""citeline.ingest.bounded: the readers not exercised through the crawler (a synchronous client's, a gzip file's)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import gzip
 import httpx
 import pytest
 
-from ingest import FetchError, TooLargeError
-from ingest.bounded import ACCEPT_HEADERS, gunzip_bounded, read_prefix_sync
+from citeline.ingest import FetchError, TooLargeError
+from citeline.ingest.bounded import ACCEPT_HEADERS, gunzip_bounded, read_prefix_sync
 from tests.bombs import LIMIT, brotli_bomb, gzip_bomb, peak_memory
 
 

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from ingest import ChunkSizes, chunk
+from citeline.ingest import ChunkSizes, chunk
 
 TEXT = "\n".join(
     [

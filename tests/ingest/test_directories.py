@@ -1,4 +1,4 @@
-"""ingest.directories: a local directory of HTML files as fetched pages."""
+"""citeline.ingest.directories: a local directory of HTML files as fetched pages."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.directories import directory_pages
-from ingest.fetch import FetchedPage, FetchFailure
+from citeline.ingest.directories import directory_pages
+from citeline.ingest.fetch import FetchedPage, FetchFailure
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest import ExtractionError, extract
+from citeline.ingest import ExtractionError, extract
 
 ARTICLE = """<!doctype html><html lang="en"><head><title>Tides — Coast Guide</title>
 <meta name="author" content="Ada Lovelace"></head><body>

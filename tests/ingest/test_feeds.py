@@ -1,4 +1,4 @@
-"""ingest.feeds: item links of RSS and Atom feeds."""
+"""citeline.ingest.feeds: item links of RSS and Atom feeds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest import FetchError
-from ingest.feeds import feed_urls
+from citeline.ingest import FetchError
+from citeline.ingest.feeds import feed_urls
 from tests.ingest.sites import Site
 
 RSS = b"""<?xml version="1.0"?>

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from ingest import (
+from citeline.ingest import (
     Crawler,
     CrawlLimits,
     CrawlScope,
@@ -21,11 +21,11 @@ from ingest import (
     make_client,
     scope_prefix,
 )
-from ingest.bounded import read_bounded
-from ingest.robots import RobotsCache
-from ingest.safety import AddressPolicy
-from ingest.scope import extract_links
-from ingest.tdmrep import TdmRepCache
+from citeline.ingest.bounded import read_bounded
+from citeline.ingest.robots import RobotsCache
+from citeline.ingest.safety import AddressPolicy
+from citeline.ingest.scope import extract_links
+from citeline.ingest.tdmrep import TdmRepCache
 from tests.bombs import BOMBS, LIMIT, Trickle, bomb_response, peak_memory
 
 PAGES = {

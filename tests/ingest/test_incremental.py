@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from indexes import HashEmbedder, PassageIndex
-from ingest import CrawlScope, IngestInputs, IngestOptions, IngestSettings, run_ingest
-from ingest.journal import JOURNAL_FILE
+from citeline.indexes import HashEmbedder, PassageIndex
+from citeline.ingest import CrawlScope, IngestInputs, IngestOptions, IngestSettings, run_ingest
+from citeline.ingest.journal import JOURNAL_FILE
 
 WORDS = [
     "alpha",

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 import trafilatura
 
-from ingest.feeds import _feed_links
-from ingest.markup import MarkupError, parse_html
-from ingest.optout import robots_directives
-from ingest.scope import extract_links
+from citeline.ingest.feeds import _feed_links
+from citeline.ingest.markup import MarkupError, parse_html
+from citeline.ingest.optout import robots_directives
+from citeline.ingest.scope import extract_links
 
 PAGE = (
     "<html><head><title>T</title><meta name='robots' content='noindex'></head><body>"
@@ -20,7 +20,7 @@ PAGE = (
     + "<a href='/a.html'>a</a></body></html>"
 )
 # ``ingest.extract`` the package re-exports is the function; the stage is its module.
-extract_stage = importlib.import_module("ingest.extract")
+extract_stage = importlib.import_module("citeline.ingest.extract")
 FEED = b"<rss><channel><item><link>https://example.org/a</link></item></channel></rss>"
 
 

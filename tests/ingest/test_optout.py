@@ -1,11 +1,11 @@
-"""ingest.optout: opt-outs in a response's headers and meta tags."""
+"""citeline.ingest.optout: opt-outs in a response's headers and meta tags."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from ingest.optout import opt_out_reason, robots_directives, tdm_reservation
+from citeline.ingest.optout import opt_out_reason, robots_directives, tdm_reservation
 
 # --- opt-outs in the response -------------------------------------------------------------------
 

@@ -1,12 +1,12 @@
-"""ingest._origin_cache: robots.txt and tdmrep.json are read with a bound, redirect bodies never."""
+"""citeline.ingest._origin_cache: robots.txt and tdmrep.json are read with a bound, redirect bodies never."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from ingest.robots import ROBOTS_MAX_BYTES, RobotsCache
-from ingest.tdmrep import TdmRepCache
+from citeline.ingest.robots import ROBOTS_MAX_BYTES, RobotsCache
+from citeline.ingest.tdmrep import TdmRepCache
 from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.ingest.polite import UA, serving
 

@@ -1,4 +1,4 @@
-"""ingest.pacing: per-host turns and back-off."""
+"""citeline.ingest.pacing: per-host turns and back-off."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import email.utils
 
 import pytest
 
-from ingest.pacing import HostPacer
-from ingest.robots import RobotsCache
+from citeline.ingest.pacing import HostPacer
+from citeline.ingest.robots import RobotsCache
 from tests.ingest.polite import UA, FakeClock, robots_client
 
 # --- pacing and back-off ------------------------------------------------------------------------

@@ -8,14 +8,14 @@ import httpx
 import numpy as np
 import pytest
 
-from indexes import PDF_PAGE_KEY, HashEmbedder, PassageIndex
-from ingest import ExtractionError, IngestInputs, IngestSettings, run_ingest
-from ingest.chunk import ChunkSizes, chunk
-from ingest.documents import extract_fetched, extract_markdown, extract_pdf, extract_plain
-from ingest.fetch import Crawler, CrawlLimits, FetchedPage, FetchFailure
-from ingest.pdf import PDF_TYPE, PdfLimits, close_worker, page_of, pdf_text, read_pdf
-from ingest.warc import WarcRecorder, warc_pages
-from service.answering.citations import fragment_url
+from citeline.indexes import PDF_PAGE_KEY, HashEmbedder, PassageIndex
+from citeline.ingest import ExtractionError, IngestInputs, IngestSettings, run_ingest
+from citeline.ingest.chunk import ChunkSizes, chunk
+from citeline.ingest.documents import extract_fetched, extract_markdown, extract_pdf, extract_plain
+from citeline.ingest.fetch import Crawler, CrawlLimits, FetchedPage, FetchFailure
+from citeline.ingest.pdf import PDF_TYPE, PdfLimits, close_worker, page_of, pdf_text, read_pdf
+from citeline.ingest.warc import WarcRecorder, warc_pages
+from citeline.service.answering.citations import fragment_url
 from tests.ingest.pdfs import image_only_pdf, make_pdf, malformed_pdf
 
 WORDS = "the gnuplot command {0} draws a plot of data from a file with lines and points for the reader"

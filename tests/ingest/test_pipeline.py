@@ -8,11 +8,11 @@ from typing import Any
 import httpx
 import pytest
 
-from indexes import HashEmbedder, PassageIndex, Vectors
-from ingest import IngestInputs, IngestOptions, IngestSettings, IngestSummary, UrlMap, run_ingest
-from ingest.fetch import FetchedPage
-from ingest.journal import JOURNAL_FILE
-from ingest.warc import warc_pages
+from citeline.indexes import HashEmbedder, PassageIndex, Vectors
+from citeline.ingest import IngestInputs, IngestOptions, IngestSettings, IngestSummary, UrlMap, run_ingest
+from citeline.ingest.fetch import FetchedPage
+from citeline.ingest.journal import JOURNAL_FILE
+from citeline.ingest.warc import warc_pages
 from tests.leaks import open_descriptors
 
 BODY = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from indexes import HashEmbedder, PassageIndex, Vectors
-from ingest import (
+from citeline.indexes import HashEmbedder, PassageIndex, Vectors
+from citeline.ingest import (
     Crawler,
     CrawlItem,
     CrawlJournal,

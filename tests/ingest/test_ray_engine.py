@@ -12,9 +12,9 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from indexes import HashEmbedder, PassageIndex
-from ingest import IngestInputs, IngestSettings, run_ingest
-from ingest.ray_engine import RAY_MISSING, RayOptions, RayUnavailableError, import_ray, run_ray_ingest
+from citeline.indexes import HashEmbedder, PassageIndex
+from citeline.ingest import IngestInputs, IngestSettings, run_ingest
+from citeline.ingest.ray_engine import RAY_MISSING, RayOptions, RayUnavailableError, import_ray, run_ray_ingest
 
 SENTENCE = "Section {0} explains how the {1} module reads and writes {2} with enough words to be kept. "
 

@@ -1,4 +1,4 @@
-"""ingest.retries: Retry-After and the 429/503 retry loop."""
+"""citeline.ingest.retries: Retry-After and the 429/503 retry loop."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from ingest import parse_retry_after
-from ingest.pacing import HostPacer
-from ingest.retries import fetch_with_retries
+from citeline.ingest import parse_retry_after
+from citeline.ingest.pacing import HostPacer
+from citeline.ingest.retries import fetch_with_retries
 from tests.ingest.polite import FakeClock
 
 

@@ -1,4 +1,4 @@
-"""ingest.robots: robots.txt fetched, cached and matched."""
+"""citeline.ingest.robots: robots.txt fetched, cached and matched."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import httpx
 import pytest
 
-from ingest._origin_cache import origin_of
-from ingest.robots import RobotsCache, product_token
+from citeline.ingest._origin_cache import origin_of
+from citeline.ingest.robots import RobotsCache, product_token
 from tests.ingest.polite import ROBOTS, UA, FakeClock, robots_client, serving
 
 

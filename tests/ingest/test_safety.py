@@ -23,9 +23,9 @@ import httpcore
 import httpx
 import pytest
 
-from ingest import Crawler, CrawlLimits, FetchFailure, make_client
-from ingest._exceptions import FetchError
-from ingest.safety import (
+from citeline.ingest import Crawler, CrawlLimits, FetchFailure, make_client
+from citeline.ingest._exceptions import FetchError
+from citeline.ingest.safety import (
     AddressPolicy,
     BlockedAddressError,
     BlockedConnectError,

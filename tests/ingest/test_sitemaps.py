@@ -1,4 +1,4 @@
-"""ingest.sitemaps, and the capped download sitemaps and feeds share (ingest._listing)."""
+"""citeline.ingest.sitemaps, and the capped download sitemaps and feeds share (ingest._listing)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from datetime import datetime
 import httpx
 import pytest
 
-from ingest import FetchError, TooLargeError, make_client
-from ingest.feeds import feed_urls
-from ingest.sitemaps import sitemap_entries, sitemap_urls
+from citeline.ingest import FetchError, TooLargeError, make_client
+from citeline.ingest.feeds import feed_urls
+from citeline.ingest.sitemaps import sitemap_entries, sitemap_urls
 from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.ingest.sites import NS, Route, Site, index, urlset
 

@@ -1,4 +1,4 @@
-"""ingest.tdmrep: tdmrep.json parsed, matched and cached."""
+"""citeline.ingest.tdmrep: tdmrep.json parsed, matched and cached."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from ingest.tdmrep import TDMREP_MAX_BYTES, TdmRepCache, TdmRule, parse_tdmrep, tdm_lookup
+from citeline.ingest.tdmrep import TDMREP_MAX_BYTES, TdmRepCache, TdmRule, parse_tdmrep, tdm_lookup
 from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.ingest.polite import FakeClock, serving
 

@@ -1,4 +1,4 @@
-"""ingest.warc: reading and recording WARC files."""
+"""citeline.ingest.warc: reading and recording WARC files."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import httpx
 import pytest
 from warcio.archiveiterator import ArchiveIterator
 
-from ingest import Crawler, CrawlLimits, FetchedPage, FetchFailure, make_client
-from ingest.safety import AddressPolicy
-from ingest.sitemaps import sitemap_urls
-from ingest.warc import WarcRecorder, warc_pages
+from citeline.ingest import Crawler, CrawlLimits, FetchedPage, FetchFailure, make_client
+from citeline.ingest.safety import AddressPolicy
+from citeline.ingest.sitemaps import sitemap_urls
+from citeline.ingest.warc import WarcRecorder, warc_pages
 from tests.conftest import serve_directory
 from tests.ingest.sites import index, urlset
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from indexes import Embedder, PageRecord, PassageIndex, PassageRecord
+from citeline.indexes import Embedder, PageRecord, PassageIndex, PassageRecord
 
 
 def one_page_index(data_dir: Path, embedder: Embedder, text: str, *, name: str = "docs",

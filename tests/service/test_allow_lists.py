@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder
-from service.api import create_app
-from service.generation import ScriptedGenerator
-from service.live import SearchResult, StaticSearch
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.api import create_app
+from citeline.service.generation import ScriptedGenerator
+from citeline.service.live import SearchResult, StaticSearch
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

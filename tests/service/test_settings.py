@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import ServiceSettings
+from citeline.service.settings import ServiceSettings
 
 
 def test_config_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,10 +5,10 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from service.answering import EXTRACT_NOTICE, Answer, Answerer, ExtractConfig, VerifiedSentence
-from service.answering.verify import JUDGE_SYSTEM
-from service.generation import ChatMessage, ScriptedGenerator
+from citeline.indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from citeline.service.answering import EXTRACT_NOTICE, Answer, Answerer, ExtractConfig, VerifiedSentence
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.generation import ChatMessage, ScriptedGenerator
 
 EMBEDDER = HashEmbedder(64)
 TEXTS = [

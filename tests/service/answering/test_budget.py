@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from indexes import HashEmbedder, SearchHit
-from service.answering.budget import GAP, BudgetConfig, excerpts
-from service.answering.prompt import build_messages
+from citeline.indexes import HashEmbedder, SearchHit
+from citeline.service.answering.budget import GAP, BudgetConfig, excerpts
+from citeline.service.answering.prompt import build_messages
 
 EMBEDDER = HashEmbedder(64)
 

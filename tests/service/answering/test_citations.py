@@ -4,7 +4,14 @@ from urllib.parse import unquote
 
 import pytest
 
-from service.answering.citations import best_span, content_tokens, fragment_url, parse_answer, passage_spans, renumber
+from citeline.service.answering.citations import (
+    best_span,
+    content_tokens,
+    fragment_url,
+    parse_answer,
+    passage_spans,
+    renumber,
+)
 
 
 def test_parse_answer_keeps_valid_markers_and_drops_others() -> None:

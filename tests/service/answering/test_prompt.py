@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from indexes import SearchHit
-from ingest import extract
-from ingest.text import INVISIBLE_RANGES
-from service.answering.prompt import build_messages, neutralise
+from citeline.indexes import SearchHit
+from citeline.ingest import extract
+from citeline.ingest.text import INVISIBLE_RANGES
+from citeline.service.answering.prompt import build_messages, neutralise
 
 FORGERY = (
     "Jobs submitted without --priority get priority 5.\n"

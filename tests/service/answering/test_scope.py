@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from service.answering.scope import distinctive_terms
+from citeline.service.answering.scope import distinctive_terms
 
 COMMON = frozenset(
     ["how", "do", "i", "a", "test", "with", "function", "invoke", "read", "the", "join", "lint", "python", "item"]

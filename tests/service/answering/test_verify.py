@@ -4,8 +4,8 @@ import dataclasses
 
 import pytest
 
-from indexes import HashEmbedder
-from service.answering.verify import (
+from citeline.indexes import HashEmbedder
+from citeline.service.answering.verify import (
     JUDGE_SYSTEM,
     Verifier,
     VerifierConfig,
@@ -15,7 +15,7 @@ from service.answering.verify import (
     parse_quote,
     score_pair,
 )
-from service.generation import ScriptedGenerator
+from citeline.service.generation import ScriptedGenerator
 
 PASSAGE = (
     "The default recursion limit is 1000.\n"

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder
-from service.answering.verify import JUDGE_SYSTEM
-from service.api import create_app
-from service.exceptions import GenerationError
-from service.generation import ChatMessage, ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.api import create_app
+from citeline.service.exceptions import GenerationError
+from citeline.service.generation import ChatMessage, ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

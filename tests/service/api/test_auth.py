@@ -10,12 +10,12 @@ import pytest
 from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
-from indexes import HashEmbedder
-from service.api import create_app
-from service.api.auth import AccessControl
-from service.exceptions import AccessError, RateLimitedError
-from service.generation import ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.api import create_app
+from citeline.service.api.auth import AccessControl
+from citeline.service.exceptions import AccessError, RateLimitedError
+from citeline.service.generation import ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

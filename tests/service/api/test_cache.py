@@ -6,11 +6,11 @@ from pathlib import Path
 
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from service.api import create_app
-from service.api.cache import AnswerCache, cache_key
-from service.generation import ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from citeline.service.api import create_app
+from citeline.service.api.cache import AnswerCache, cache_key
+from citeline.service.generation import ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder
-from service.answering.verify import JUDGE_SYSTEM
-from service.api import create_app
-from service.api.auth import AccessControl
-from service.api.gate import GenerationGate
-from service.api.openai_chat import REWRITE_SYSTEM
-from service.exceptions import AccessError, BusyError, RateLimitedError
-from service.generation import ChatMessage, ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.api import create_app
+from citeline.service.api.auth import AccessControl
+from citeline.service.api.gate import GenerationGate
+from citeline.service.api.openai_chat import REWRITE_SYSTEM
+from citeline.service.exceptions import AccessError, BusyError, RateLimitedError
+from citeline.service.generation import ChatMessage, ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

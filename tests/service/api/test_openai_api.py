@@ -12,13 +12,13 @@ import pytest
 from litestar.exceptions import ValidationException
 from litestar.testing import TestClient
 
-from indexes import IndexNotFoundError
-from service.api import create_app
-from service.api.openai_chat import UnknownModelError, chosen_index
-from service.api.problems import openai_error
-from service.exceptions import BusyError, GenerationError, NotReadyError, RequestError
-from service.generation import ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import IndexNotFoundError
+from citeline.service.api import create_app
+from citeline.service.api.openai_chat import UnknownModelError, chosen_index
+from citeline.service.api.problems import openai_error
+from citeline.service.exceptions import BusyError, GenerationError, NotReadyError, RequestError
+from citeline.service.generation import ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.api.test_chat_api import EMBEDDER, PAGE_TEXT, events, reply
 from tests.service.helpers import one_page_index
 

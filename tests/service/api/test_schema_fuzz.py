@@ -12,10 +12,10 @@ import hypothesis
 import schemathesis
 from schemathesis.checks import not_a_server_error
 
-from indexes import HashEmbedder
-from service.api import create_app
-from service.generation import ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.api import create_app
+from citeline.service.generation import ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

@@ -13,10 +13,10 @@ import httpx
 import pytest
 import uvicorn
 
-from indexes import HashEmbedder, PassageIndex
-from service.api import create_app
-from service.generation import ChatMessage, GenerationResult, TokenCallback
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder, PassageIndex
+from citeline.service.api import create_app
+from citeline.service.generation import ChatMessage, GenerationResult, TokenCallback
+from citeline.service.settings import ServiceSettings
 from tests.conftest import free_port
 from tests.service.helpers import one_page_index
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from indexes import HashEmbedder, PassageIndex
-from indexes._layout import DB_FILE
-from service.cli import app
+from citeline.indexes import HashEmbedder, PassageIndex
+from citeline.indexes._layout import DB_FILE
+from citeline.service.cli import app
 from tests.leaks import open_descriptors
 
 
@@ -34,7 +34,7 @@ BODY = "<p>{0} is described here in enough words to pass the extractor's minimum
 
 
 def test_ingest_summary_says_what_a_page_cap_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import indexes
+    from citeline import indexes
 
     site = tmp_path / "site"
     site.mkdir()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from indexes import HashEmbedder
-from service.cli import app
+from citeline.indexes import HashEmbedder
+from citeline.service.cli import app
 
 BODY = "<p>{0} is described here in enough words to pass the extractor's minimum length check.</p>"
 SUMMARY_KEYS = (
@@ -34,7 +34,7 @@ def _site(tmp_path: Path, pages: int = 5) -> Path:
 
 @pytest.fixture
 def hash_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import indexes
+    from citeline import indexes
 
     monkeypatch.setenv("CITELINE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CITELINE_CONFIG", "/nonexistent")

@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from service.cli._progress import PlainProgress, StageProgress, format_duration, plain_output, progress_line
+from citeline.service.cli._progress import PlainProgress, StageProgress, format_duration, plain_output, progress_line
 
 
 class FakeClock:

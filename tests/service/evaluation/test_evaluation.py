@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from service.answering import Answerer
-from service.answering.verify import JUDGE_SYSTEM
-from service.evaluation import (
+from citeline.indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from citeline.service.answering import Answerer
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.evaluation import (
     check_gate,
     evaluate,
     load_questions,
     lowered_without_reason,
     raise_floors,
 )
-from service.generation import ChatMessage, ScriptedGenerator
+from citeline.service.generation import ChatMessage, ScriptedGenerator
 
 EMBEDDER = HashEmbedder(64)
 PAGES = {

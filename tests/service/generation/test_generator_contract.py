@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.exceptions import CitelineServiceError, GenerationError, ModelNotPreparedError
-from service.generation import (
+from citeline.service.exceptions import CitelineServiceError, GenerationError, ModelNotPreparedError
+from citeline.service.generation import (
     ChatMessage,
     GenerationResult,
     Generator,
@@ -30,7 +30,7 @@ from service.generation import (
     OpenVINOGenerator,
     ScriptedGenerator,
 )
-from service.settings import ServiceSettings
+from citeline.service.settings import ServiceSettings
 
 MESSAGES = [
     ChatMessage("system", "Answer in one short sentence."),

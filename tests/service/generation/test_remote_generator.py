@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
-from indexes import HashEmbedder, PassageIndex
-from service.answering import Answerer
-from service.answering.verify import JUDGE_SYSTEM
-from service.exceptions import GenerationError
-from service.generation import ChatMessage, OpenAICompatibleGenerator, OpenVINOGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder, PassageIndex
+from citeline.service.answering import Answerer
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.exceptions import GenerationError
+from citeline.service.generation import ChatMessage, OpenAICompatibleGenerator, OpenVINOGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 BASE = "http://llm.test/v1"

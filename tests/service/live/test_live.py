@@ -20,12 +20,12 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
-from ingest import extract
-from service.api import create_app
-from service.generation import ChatMessage, ScriptedGenerator
-from service.live import LivePage, LivePageCache, SearchResult, StaticSearch, search_query, select_passages
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder, PageRecord, PassageIndex, PassageRecord
+from citeline.ingest import extract
+from citeline.service.api import create_app
+from citeline.service.generation import ChatMessage, ScriptedGenerator
+from citeline.service.live import LivePage, LivePageCache, SearchResult, StaticSearch, search_query, select_passages
+from citeline.service.settings import ServiceSettings
 from tests.bombs import LIMIT, bomb_response, peak_memory
 from tests.service.helpers import one_page_index
 
@@ -381,8 +381,8 @@ def test_page_cache_expires_and_evicts() -> None:
 
 
 def test_merge_keeps_each_sources_order_and_drops_superseded_pages() -> None:
-    from indexes import SearchHit
-    from service.answering.source_set import SourceSet
+    from citeline.indexes import SearchHit
+    from citeline.service.answering.source_set import SourceSet
 
     def hit(url: str, score: float) -> SearchHit:
         return SearchHit(0, score, "t", 0, 1, "", url, "", 0)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from service.live import SearchError, SearxngSearch
+from citeline.service.live import SearchError, SearxngSearch
 from tests.bombs import LIMIT, bomb_response, peak_memory
 
 

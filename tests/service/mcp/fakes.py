@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from indexes import HashEmbedder
-from service.answering.verify import JUDGE_SYSTEM
-from service.api.resources import Resources, wire
-from service.generation import ChatMessage, ScriptedGenerator
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.answering.verify import JUDGE_SYSTEM
+from citeline.service.api.resources import Resources, wire
+from citeline.service.generation import ChatMessage, ScriptedGenerator
+from citeline.service.settings import ServiceSettings
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

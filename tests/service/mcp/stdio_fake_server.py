@@ -4,7 +4,7 @@ over the fakes, so the stdio transport is tested without loading the real models
 import sys
 from pathlib import Path
 
-from service.mcp.stdio import logs_to_stderr, stdio_server
+from citeline.service.mcp.stdio import logs_to_stderr, stdio_server
 from tests.service.mcp.fakes import ready_resources, settings_for
 
 if __name__ == "__main__":

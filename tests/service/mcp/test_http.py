@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.api import create_app
+from citeline.service.api import create_app
 from tests.service.mcp.clients import http_client, text_of, uvicorn_server
 from tests.service.mcp.fakes import EMBEDDER, URL, generator, settings_for
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from mcp import Client, StdioServerParameters
 from typer.testing import CliRunner
 
-from service.cli import app
+from citeline.service.cli import app
 from tests.service.mcp.clients import text_of
 from tests.service.mcp.fakes import URL
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from service.mcp.tools import ToolContext, build_server
+from citeline.service.mcp.tools import ToolContext, build_server
 from tests.service.mcp.clients import text_of
 from tests.service.mcp.fakes import PAGE_TEXT, URL, ready_resources, settings_for
 
@@ -106,7 +106,7 @@ async def test_a_bad_argument_is_a_tool_error(server: Any, name: str, arguments:
 async def test_a_tool_waits_for_models_still_loading(tmp_path: Path) -> None:
     settings = settings_for(tmp_path)
     loaded = ready_resources(settings)
-    from service.api.resources import Resources
+    from citeline.service.api.resources import Resources
 
     loading = Resources(settings=settings)
     server = build_server(ToolContext(loading, transport="stdio", ready_wait_s=0.5))

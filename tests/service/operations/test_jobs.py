@@ -17,11 +17,11 @@ import pytest
 from litestar.testing import TestClient
 from structlog.testing import capture_logs
 
-from indexes import HashEmbedder
-from service.api import create_app
-from service.generation import ScriptedGenerator
-from service.operations import IngestJobRequest, JobSpec
-from service.settings import ServiceSettings
+from citeline.indexes import HashEmbedder
+from citeline.service.api import create_app
+from citeline.service.generation import ScriptedGenerator
+from citeline.service.operations import IngestJobRequest, JobSpec
+from citeline.service.settings import ServiceSettings
 from tests.conftest import citeline_env, run_citeline, serve_directory
 
 # Stands in for `citeline ingest --job-spec`: reads the spec, writes progress, sleeps as long as its

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from indexes import FaissVectorStore, HashEmbedder, IndexNotFoundError, PageRecord, PassageIndex, PassageRecord
-from service.answering import RetrievalConfig, Retriever
-from service.operations import IndexRegistry
+from citeline.indexes import FaissVectorStore, HashEmbedder, IndexNotFoundError, PageRecord, PassageIndex, PassageRecord
+from citeline.service.answering import RetrievalConfig, Retriever
+from citeline.service.operations import IndexRegistry
 from tests.service.helpers import one_page_index
 
 EMBEDDER = HashEmbedder(64)

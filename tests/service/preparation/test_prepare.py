@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from service.exceptions import ModelNotPreparedError, ModelPreparationError
-from service.generation import OpenVINOGenerator, is_ready
-from service.preparation import generator as prepare_module
-from service.preparation import prepare_generator
+from citeline.service.exceptions import ModelNotPreparedError, ModelPreparationError
+from citeline.service.generation import OpenVINOGenerator, is_ready
+from citeline.service.preparation import generator as prepare_module
+from citeline.service.preparation import prepare_generator
 
 
 def test_a_directory_is_ready_only_with_a_current_marker(tmp_path: Path) -> None:

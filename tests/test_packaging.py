@@ -149,3 +149,18 @@ def test_the_installed_wheel_imports_as_citeline_and_claims_no_generic_name(whee
     assert run.returncode == 0, run.stderr[-4000:]
     assert all(line.startswith(str(target)) for line in run.stdout.splitlines()), run.stdout
     assert (target / "bin" / "citeline").read_text().count("from citeline.service.cli import main") == 1
+
+
+def test_python_dash_m_citeline_runs_the_command_line(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "citeline", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=dict(os.environ, COLUMNS="120"),
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    for command in ("ingest", "ask", "serve", "mcp", "models"):
+        assert command in completed.stdout

@@ -12,12 +12,3 @@ installed citeline claims no generic top-level module name:
 
 Nothing imports upward: ``indexes`` imports neither of the others, ``ingest`` only ``indexes``.
 """
-
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("citeline")
-except PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.0.0"
-
-__all__ = ["__version__"]

@@ -27,7 +27,7 @@ def count_job(job: Any, summary: Any) -> None:
 
 def citeline_command() -> list[str]:
     script = Path(sys.executable).parent / "citeline"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "citeline.service.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "citeline"]
 
 
 def job_manager(resources: Resources) -> JobManager:

@@ -209,7 +209,7 @@ class JobManager:
         self.data_dir = data_dir
         self.directory = data_dir / "jobs"
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._command = list(command or [sys.executable, "-m", "citeline.service.cli"])
+        self._command = list(command or [sys.executable, "-m", "citeline"])
         self._env = env
         self._allow_hosts = [entry.strip() for entry in allow_hosts if entry.strip()]
         self._policy = AddressPolicy.from_strings(self._allow_hosts)
